@@ -1,0 +1,54 @@
+"""Which adapter to attach, where, and how large."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+from fedlora.errors import FedloraError
+
+#: every adapter tensor's own name starts with this, so adapter state is a name filter
+ADAPTER_PREFIX = "lora_"
+
+Variant = Literal["lora", "lora-fa", "core"]
+VARIANTS: tuple[str, ...] = ("lora", "lora-fa", "core")
+
+
+@dataclass(frozen=True)
+class AdapterConfig:
+    """An adapter per target layer: ``y = U(Vx) + s·B(Ax)``.
+
+    variant:
+        ``lora``    — A and B trainable; A initialised like ``nn.Linear``, B zero, so a new
+                      adapter starts as the identity on the base.
+        ``lora-fa`` — A frozen and identical on every client (drawn from ``seed`` and the
+                      layer name); only B trains.
+        ``core``    — A and B fixed to the layer's own top-``rank`` right and left singular
+                      vectors; a trainable ``rank×rank`` core R sits between them
+                      (``ΔW = s·B·R·A``), initialised to zero.
+    rank:    adapter rank r (≥ 1; at most the layer's smaller side).
+    alpha:   scaling numerator; the update is multiplied by ``s = alpha / rank``.
+    targets: regular expression over layer names; ``None`` adapts every factorized layer.
+    seed:    seeds A's initialisation (shared by all clients, so they start equal).
+    """
+
+    variant: Variant = "lora"
+    rank: int = 4
+    alpha: float = 8.0
+    targets: str | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.variant not in VARIANTS:
+            raise FedloraError(f"unknown adapter variant {self.variant!r}; choose one of {', '.join(VARIANTS)}")
+        if not isinstance(self.rank, int) or self.rank < 1:
+            raise FedloraError(f"adapter rank must be a whole number ≥ 1, got {self.rank!r}")
+        if self.alpha <= 0:
+            raise FedloraError(f"adapter alpha must be > 0, got {self.alpha}")
+
+    @property
+    def scaling(self) -> float:
+        return self.alpha / self.rank
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
