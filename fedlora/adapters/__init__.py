@@ -1,12 +1,15 @@
 """Low-rank adapters trained on top of the frozen factorized base.
 
-``config`` says what to attach, ``layer`` is one adapted layer, ``model`` attaches
-adapters to a whole model and moves their state in and out by name.
+``config`` says what to attach, ``update`` is one low-rank update, ``layer`` is one adapted
+layer (a frozen base plus named updates), ``model`` attaches adapters to a whole model and
+moves their state in and out by name.
 """
 
 from fedlora.adapters.config import ADAPTER_PREFIX, AdapterConfig
 from fedlora.adapters.layer import AdaptedLinear
 from fedlora.adapters.model import (
+    GLOBAL,
+    PERSONAL,
     adapted_layers,
     adapter_state,
     attach_adapters,
@@ -18,6 +21,8 @@ __all__ = [
     "ADAPTER_PREFIX",
     "AdaptedLinear",
     "AdapterConfig",
+    "GLOBAL",
+    "PERSONAL",
     "adapted_layers",
     "adapter_state",
     "attach_adapters",

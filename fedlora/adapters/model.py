@@ -1,8 +1,8 @@
 """Attach adapters to a whole model and move their state in and out by name.
 
-Every adapter tensor is named ``<layer>.lora_<X>``, so the adapter state of a model is
-the subset of its ``state_dict`` whose last name component starts with ``lora_``.
-Names, never positions, identify tensors: payloads survive reordering.
+Adapter tensors are named ``<layer>.adapters.<adapter>.lora_<X>``: the adapter state of a
+model is the subset of its ``state_dict`` whose last name component starts with
+``lora_``, optionally narrowed to one adapter. Names, never positions, identify tensors.
 """
 
 from __future__ import annotations
@@ -17,57 +17,72 @@ from fedlora.adapters.layer import AdaptedLinear
 from fedlora.errors import FedloraError
 from fedlora.factorize import FactorizedLinear, replace_module
 
+GLOBAL = "global"
+PERSONAL = "personal"
 
-def is_adapter_key(key: str) -> bool:
-    return key.rpartition(".")[2].startswith(ADAPTER_PREFIX)
 
-
-def attach_adapters(model: nn.Module, config: AdapterConfig) -> list[str]:
-    """Wrap the chosen factorized layers of ``model`` with adapters; freeze everything else.
-
-    Returns the adapted layer names in model order. Afterwards only adapter parameters
-    require gradients.
-    """
-    pattern = re.compile(config.targets) if config.targets else None
-    chosen = [
-        name
-        for name, module in model.named_modules()
-        if isinstance(module, FactorizedLinear) and (pattern is None or pattern.search(name))
-    ]
-    if not chosen:
-        raise FedloraError(
-            f"no factorized layer matches adapter targets {config.targets!r}; "
-            f"factorized layers are: {', '.join(n for n, m in model.named_modules() if isinstance(m, FactorizedLinear))}"
-        )
-    # Build every wrapper before replacing any, so a rank that does not fit one layer
-    # leaves the whole model untouched.
-    wrappers = {name: AdaptedLinear(model.get_submodule(name), config, name) for name in chosen}
-    model.requires_grad_(False)
-    for name, wrapper in wrappers.items():
-        replace_module(model, name, wrapper)
-    return chosen
+def is_adapter_key(key: str, adapter: str | None = None) -> bool:
+    if not key.rpartition(".")[2].startswith(ADAPTER_PREFIX):
+        return False
+    return adapter is None or f".adapters.{adapter}." in key
 
 
 def adapted_layers(model: nn.Module) -> dict[str, AdaptedLinear]:
     return {name: m for name, m in model.named_modules() if isinstance(m, AdaptedLinear)}
 
 
-def adapter_state(model: nn.Module, trainable_only: bool = False) -> dict[str, torch.Tensor]:
-    """Adapter tensors by name (detached copies). ``trainable_only`` drops frozen A/B."""
+def attach_adapters(model: nn.Module, config: AdapterConfig, adapter: str = GLOBAL) -> list[str]:
+    """Add adapter ``adapter`` to the chosen factorized layers of ``model``; freeze the rest.
+
+    Returns the adapted layer names in model order. Afterwards only adapter parameters
+    require gradients.
+    """
+    pattern = re.compile(config.targets) if config.targets else None
+    layers = {
+        name: module
+        for name, module in model.named_modules()
+        if isinstance(module, (FactorizedLinear, AdaptedLinear))
+        and not name.endswith(".base")
+        and (pattern is None or pattern.search(name))
+    }
+    if not layers:
+        factorized = [n for n, m in model.named_modules() if isinstance(m, FactorizedLinear)]
+        raise FedloraError(
+            f"no factorized layer matches adapter targets {config.targets!r}; factorized layers are: {', '.join(factorized)}"
+        )
+    # Check every layer before touching the model, so a rank that does not fit one layer
+    # leaves the whole model untouched.
+    wrapped = {name: m if isinstance(m, AdaptedLinear) else AdaptedLinear(m, name) for name, m in layers.items()}
+    for layer in wrapped.values():
+        layer.check_adapter(adapter, config)
+    model.requires_grad_(False)
+    for name, layer in wrapped.items():
+        layer.add_adapter(adapter, config)
+        if layer is not layers[name]:
+            replace_module(model, name, layer)
+    # Adapter parameters are exactly what trains; frozen adapter tensors are buffers.
+    for layer in adapted_layers(model).values():
+        layer.adapters.requires_grad_(True)
+    return list(wrapped)
+
+
+def adapter_state(model: nn.Module, adapter: str | None = None, trainable_only: bool = False) -> dict[str, torch.Tensor]:
+    """Adapter tensors by name (detached copies), of one adapter or all; ``trainable_only``
+    drops frozen tensors (lora-fa's A, core's A and B)."""
     trainable = {name for name, p in model.named_parameters() if p.requires_grad}
     return {
         key: value.detach().clone()
         for key, value in model.state_dict().items()
-        if is_adapter_key(key) and (not trainable_only or key in trainable)
+        if is_adapter_key(key, adapter) and (not trainable_only or key in trainable)
     }
 
 
 def load_adapter_state(model: nn.Module, state: dict[str, torch.Tensor], strict: bool = True) -> None:
     """Copy adapter tensors into ``model`` by name, checking names and shapes first.
 
-    ``strict`` requires every key in ``state`` to be an adapter tensor of the model;
-    keys of the model that ``state`` does not mention keep their values (a client may load
-    only the federated part of its adapters).
+    ``strict`` requires every key in ``state`` to be an adapter tensor of the model; the
+    model's adapter tensors that ``state`` does not mention keep their values (a client
+    loads the federated part and the personal part separately).
     """
     own = {key: value for key, value in model.state_dict().items() if is_adapter_key(key)}
     unknown = sorted(set(state) - set(own))

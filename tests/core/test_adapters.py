@@ -33,11 +33,11 @@ def trained(variant: str, steps: int = 3) -> nn.Module:
     return model
 
 
-TRAINABLE = {
-    "lora": {"0.lora_A", "0.lora_B", "2.lora_A", "2.lora_B"},
-    "lora-fa": {"0.lora_B", "2.lora_B"},
-    "core": {"0.lora_R", "2.lora_R"},
-}
+def keys(*names: str) -> set[str]:
+    return {f"{layer}.adapters.global.lora_{name}" for layer in ("0", "2") for name in names}
+
+
+TRAINABLE = {"lora": keys("A", "B"), "lora-fa": keys("B"), "core": keys("R")}
 
 
 @pytest.mark.parametrize("variant", ["lora", "lora-fa", "core"])
@@ -69,17 +69,18 @@ def test_lora_fa_shares_its_frozen_a_by_seed():
     attach_adapters(first, AdapterConfig(variant="lora-fa", rank=3, seed=7))
     attach_adapters(second, AdapterConfig(variant="lora-fa", rank=3, seed=7))
     attach_adapters(other, AdapterConfig(variant="lora-fa", rank=3, seed=8))
-    assert torch.equal(first[0].lora_A, second[0].lora_A)
-    assert not torch.equal(first[0].lora_A, other[0].lora_A)
+    a = lambda model: model[0].adapters["global"].lora_A  # noqa: E731
+    assert torch.equal(a(first), a(second))
+    assert not torch.equal(a(first), a(other))
 
 
 def test_core_uses_the_layers_own_singular_subspaces():
     model = base_model()
     attach_adapters(model, AdapterConfig(variant="core", rank=3))
-    layer = model[0]
+    layer, update = model[0], model[0].adapters["global"]
     left, _, right = torch.linalg.svd(layer.base.dense_weight().double(), full_matrices=False)
-    torch.testing.assert_close(layer.lora_A.double(), right[:3], rtol=0, atol=1e-6)
-    torch.testing.assert_close(layer.lora_B.double(), left[:, :3], rtol=0, atol=1e-6)
+    torch.testing.assert_close(update.lora_A.double(), right[:3], rtol=0, atol=1e-6)
+    torch.testing.assert_close(update.lora_B.double(), left[:, :3], rtol=0, atol=1e-6)
 
 
 @pytest.mark.parametrize("variant", ["lora", "lora-fa", "core"])
@@ -104,8 +105,9 @@ def test_loading_wrong_keys_or_shapes_is_refused():
     state = adapter_state(model)
     with pytest.raises(FedloraError, match="keys this model does not have: 9.lora_A"):
         load_adapter_state(model, {**state, "9.lora_A": torch.zeros(1)})
-    with pytest.raises(FedloraError, match=r"0.lora_B: got \(12, 2\), expected \(12, 3\)"):
-        load_adapter_state(model, {**state, "0.lora_B": torch.zeros(12, 2)})
+    key = "0.adapters.global.lora_B"
+    with pytest.raises(FedloraError, match=rf"{key}: got \(12, 2\), expected \(12, 3\)"):
+        load_adapter_state(model, {**state, key: torch.zeros(12, 2)})
 
 
 @pytest.mark.parametrize("variant", ["lora", "lora-fa", "core"])
@@ -116,7 +118,7 @@ def test_merge_equals_adapter_forward_and_unmerge_restores_the_base(variant):
     base_u = {name: layer.base.u.clone() for name, layer in adapted_layers(model).items()}
     set_merged(model, True)
     for name, layer in adapted_layers(model).items():
-        assert layer.base.rank == 5 + 3  # rank-(k+r) factorization, never a dense matrix
+        assert layer.base.rank == 5 + 3, name  # rank-(k+r) factorization, never a dense matrix
     torch.testing.assert_close(model(x), adapter_output, rtol=1e-5, atol=1e-5)
     set_merged(model, False)
     for name, layer in adapted_layers(model).items():
@@ -131,3 +133,21 @@ def test_adapter_rank_larger_than_the_layer_is_refused():
     assert not adapted_layers(model), "a refused rank must leave the model untouched"
     with pytest.raises(FedloraError, match="unknown adapter variant"):
         AdapterConfig(variant="dora")
+
+
+def test_a_personal_adapter_adds_to_the_global_one_and_merges_with_it():
+    model = trained("lora")
+    attach_adapters(model, AdapterConfig(variant="lora", rank=2, seed=3), adapter="personal")
+    trainable = {name for name, p in model.named_parameters() if p.requires_grad}
+    assert trainable == TRAINABLE["lora"] | {f"{l}.adapters.personal.lora_{x}" for l in "02" for x in "AB"}
+    with torch.no_grad():
+        model[0].adapters["personal"].lora_B.normal_()
+    assert set(adapter_state(model, "personal")) == {f"{l}.adapters.personal.lora_{x}" for l in "02" for x in "AB"}
+    x = torch.randn(4, 16)
+    expected = model(x)
+    set_merged(model, True)
+    assert model[0].base.rank == 5 + 3 + 2
+    torch.testing.assert_close(model(x), expected, rtol=1e-5, atol=1e-5)
+    with pytest.raises(FedloraError, match="already has an adapter called 'personal'"):
+        set_merged(model, False)
+        attach_adapters(model, AdapterConfig(rank=2), adapter="personal")
