@@ -9,6 +9,7 @@ the command line) becomes such a dataclass, so the code behind it can trust its 
 from __future__ import annotations
 
 import dataclasses
+import numbers
 import os
 import types
 import typing
@@ -46,14 +47,26 @@ def parse_options(cls: type[OptionsT], options: Mapping[str, Any], *, task: str)
 
 
 def describe_options(cls: type) -> str:
-    """``name=default, ...`` for every field of the options dataclass ``cls``."""
-    return ", ".join(f"{field.name}={field.default!r}" for field in dataclasses.fields(cls))
+    """``name=default, ...`` for every field of the options dataclass ``cls``, as typed on a command line."""
+
+    def shown(value: Any) -> str:
+        return ",".join(map(str, value)) if isinstance(value, tuple) else repr(value)
+
+    return ", ".join(f"{field.name}={shown(field.default)}" for field in dataclasses.fields(cls))
+
+
+def as_config(options: Any) -> dict[str, Any]:
+    """The fields of an options dataclass as a JSON-ready dict (tuples become lists)."""
+    return {
+        name: list(value) if isinstance(value, tuple) else value
+        for name, value in dataclasses.asdict(options).items()
+    }
 
 
 def check_client_index(index: int, num_clients: int, *, task: str) -> None:
     """Reject a client index outside ``0 .. num_clients-1`` (it may come from node config)."""
     check(
-        isinstance(index, int) and 0 <= index < num_clients,
+        isinstance(index, numbers.Integral) and not isinstance(index, bool) and 0 <= index < num_clients,
         f"client index {index!r} is out of range: task {task!r} has {num_clients} clients, "
         f"numbered 0 to {num_clients - 1}",
     )
@@ -75,8 +88,8 @@ def _coerce(value: Any, hint: Any, *, name: str, task: str) -> Any:
         raise FedloraError(f"{problem} must be true or false")
     if hint is int:
         # bool is an int subclass, but `context=True` is a mistake, not the number 1
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
+        if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+            return int(value)
         if isinstance(value, str):
             try:
                 return int(value)
@@ -84,7 +97,7 @@ def _coerce(value: Any, hint: Any, *, name: str, task: str) -> Any:
                 pass
         raise FedloraError(f"{problem} must be a whole number")
     if hint is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if isinstance(value, numbers.Real) and not isinstance(value, bool):
             return float(value)
         if isinstance(value, str):
             try:
