@@ -11,7 +11,7 @@ import sys
 import typer
 
 from fedlora import __version__
-from fedlora.cli import bench, compress, info, pretrain
+from fedlora.cli import bench, compress, info, pretrain, simulate
 from fedlora.cli.console import err_console
 from fedlora.errors import FedloraError
 
@@ -40,6 +40,7 @@ def root(
 
 app.command("pretrain")(pretrain.pretrain)
 app.command("compress")(compress.compress)
+app.command("simulate")(simulate.simulate)
 app.command("info")(info.info)
 app.add_typer(bench.app, name="bench")
 

@@ -16,7 +16,9 @@ def task_options(corpus: Path | None) -> dict[str, Any]:
 def load_task(name: str, clients: int | None, seed: int, corpus: Path | None = None):
     from fedlora.extras import require
 
-    require("torch")
+    torch = require("torch")
+    # The models are small: one thread avoids oversubscribing a 2-core board or laptop.
+    torch.set_num_threads(1)
     from fedlora.tasks.registry import load_task as load
 
     return load(name, num_clients=clients, seed=seed, **task_options(corpus))

@@ -1,0 +1,46 @@
+"""The fedlora ClientApp: unpack a Flower message, call the library, pack the reply.
+
+``app`` reads its settings from Flower's run config (``flwr run .``, deployments);
+``make_client_app(settings)`` binds them directly (``fedlora simulate``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from flwr.app import Context, Message, RecordDict
+from flwr.clientapp import ClientApp
+
+from fedlora.client.local_round import ClientEnvironment, describe, evaluate_round, train_round
+from fedlora.settings import FederationSettings
+
+Handler = Callable[[FederationSettings, RecordDict, ClientEnvironment], RecordDict]
+
+
+def make_client_app(settings: FederationSettings | None = None) -> ClientApp:
+    app = ClientApp()
+
+    def reply(handler: Handler, message: Message, context: Context) -> Message:
+        # One simulated client per CPU: torch's own thread pool would oversubscribe it.
+        torch.set_num_threads(1)
+        resolved = settings or FederationSettings.from_run_config(dict(context.run_config))
+        environment = ClientEnvironment.from_node_config(dict(context.node_config), resolved)
+        return Message(handler(resolved, message.content, environment), reply_to=message)
+
+    @app.train()
+    def _train(message: Message, context: Context) -> Message:
+        return reply(train_round, message, context)
+
+    @app.evaluate()
+    def _evaluate(message: Message, context: Context) -> Message:
+        return reply(evaluate_round, message, context)
+
+    @app.query()
+    def _query(message: Message, context: Context) -> Message:
+        return reply(describe, message, context)
+
+    return app
+
+
+app = make_client_app()

@@ -1,0 +1,187 @@
+"""One client's part of a round: load what arrived, train locally, return the update.
+
+The ClientApp (``client/app.py``) only unpacks Flower messages and calls these functions.
+
+Message contents (name-keyed; ``server/strategy.py`` is the sending side):
+
+- from the server: ``global`` (ArrayRecord: the tensors that travel, in the run's wire
+  format), ``config`` (ConfigRecord: ``server-round``, ``base-id``, ``rank``) and, on first
+  contact only, ``base`` (ArrayRecord: the base bundle's files as uint8 arrays);
+- to the server after training: ``update`` (ArrayRecord: trained − received, in the wire
+  format, with error feedback) and ``metrics`` (``num-examples``; ``loss``; ``global``, the
+  task metric of what arrived; ``personal``, the metric after local training).
+
+The ``global`` metric includes what the method keeps on the client (fedsa's B) but not a
+``--personal`` adapter; ``personal`` includes everything the client would deploy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from flwr.app import ConfigRecord, MetricRecord, RecordDict
+from torch import nn
+
+from fedlora.adapters import PERSONAL, load_adapter_state
+from fedlora.adapters.model import is_adapter_key
+from fedlora.bundle import BaseBundle, install_bundle, read_base_bundle
+from fedlora.cache import cache_root
+from fedlora.client.state import ClientState
+from fedlora.errors import FedloraError
+from fedlora.methods import Method, get_method
+from fedlora.metrics import evaluate
+from fedlora.participant import adapted_model, task_of
+from fedlora.records import from_record, to_record
+from fedlora.settings import FederationSettings
+from fedlora.tasks.base import Partition, Task
+from fedlora.train import TrainConfig, train
+from fedlora.wire import ErrorFeedback, FrameError, decode
+
+
+@dataclass(frozen=True)
+class ClientEnvironment:
+    """Where this client is: its partition and its own folders (from the node config)."""
+
+    partition_id: int
+    state_dir: Path
+    cache_dir: Path
+
+    @classmethod
+    def from_node_config(cls, node_config: dict, settings: FederationSettings) -> ClientEnvironment:
+        if "partition-id" not in node_config:
+            raise FedloraError("node config lacks 'partition-id'; start the SuperNode with --node-config 'partition-id=N'")
+        partition_id = int(node_config["partition-id"])
+        if not 0 <= partition_id < settings.clients:
+            raise FedloraError(f"partition-id {partition_id} is outside 0..{settings.clients - 1}")
+        cache = cache_root(node_config.get("cache-dir") or settings.cache_dir or None)
+        state = Path(str(node_config.get("state-dir") or Path(settings.out) / "client-state" / settings.name))
+        return cls(partition_id, state, cache)
+
+
+def _bundle(content: RecordDict, env: ClientEnvironment) -> BaseBundle:
+    """The base this round needs: installed from the message, or from this client's cache."""
+    bundle_id = str(content.config_records["config"]["base-id"])
+    received = env.cache_dir / "received"
+    if "base" in content.array_records:
+        files = {name: array.numpy().tobytes() for name, array in content.array_records["base"].items()}
+        return install_bundle(files, bundle_id, received)
+    if not (received / bundle_id).is_dir():
+        raise FedloraError(f"base {bundle_id[:12]} is not in this client's cache; the server must send it again")
+    return read_base_bundle(received / bundle_id, expected_id=bundle_id)
+
+
+def _as_tensors(arrays: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+    return {key: torch.from_numpy(np.array(value, dtype=np.float32)) for key, value in arrays.items()}
+
+
+@dataclass
+class LocalModel:
+    """A client's model for one round, with what arrived and what it keeps."""
+
+    method: Method
+    task: Task
+    data: Partition
+    model: nn.Module
+    state: ClientState
+    received: dict[str, np.ndarray]
+
+    def metric(self) -> float:
+        return evaluate(self.model, self.data.test)[self.task.primary_metric]
+
+    def load(self, arrays: dict[str, np.ndarray]) -> None:
+        if self.method.variant is None:
+            self.model.load_state_dict(_as_tensors(arrays))
+        else:
+            load_adapter_state(self.model, _as_tensors(arrays))
+
+    def kept_keys(self) -> list[str]:
+        """Trainable adapter tensors that never leave this client."""
+        return [
+            name
+            for name, parameter in self.model.named_parameters()
+            if parameter.requires_grad and is_adapter_key(name) and not self.method.travels(name)
+        ]
+
+    def load_kept(self, personal_adapter: bool) -> None:
+        """Load kept tensors of the method (personal_adapter=False) or the personal adapter."""
+        wanted = {k for k in self.kept_keys() if is_adapter_key(k, PERSONAL) == personal_adapter}
+        kept = {k: v for k, v in self.state.personal.items() if k in wanted}
+        if kept:
+            self.load(kept)
+
+    def train(self, settings: FederationSettings, seed: int) -> float:
+        config = TrainConfig(steps=settings.local_steps, batch_size=settings.batch_size, lr=settings.lr, optimizer=settings.optimizer)
+        return train(self.model, self.data.train, config, seed=seed)
+
+
+def open_local_model(settings: FederationSettings, content: RecordDict, env: ClientEnvironment, measure_base: bool = False):
+    """Build the model, load what arrived and what the method keeps locally.
+
+    Returns the local model and, with ``measure_base``, the untouched base's metric
+    (new adapters are the identity, so it is measured before anything is loaded).
+    """
+    method = get_method(settings.method)
+    task = task_of(settings)
+    data = task.client(env.partition_id)
+    if method.variant is None:  # the full-model baseline: the dense model, every weight trains
+        model = task.build_model().requires_grad_(True)
+    else:
+        model = adapted_model(settings, _bundle(content, env), task, rank=int(content.config_records["config"]["rank"]))
+    local = LocalModel(method, task, data, model, ClientState.load(env.state_dir, data.name), {})
+    base_metric = local.metric() if measure_base and method.variant is not None else None
+    shapes = {key: tuple(value.shape) for key, value in model.state_dict().items() if method.travels(key)}
+    try:
+        local.received = decode(from_record(content.array_records["global"]), settings.wire, shapes)
+    except FrameError as exc:
+        raise FedloraError(f"the global arrays do not fit this client's model: {exc}") from exc
+    local.load(local.received)
+    local.load_kept(personal_adapter=False)
+    return local, base_metric
+
+
+def _round_seed(settings: FederationSettings, server_round: int, partition_id: int) -> int:
+    return (settings.seed * 1_000_003 + server_round * 10_007 + partition_id) % 2**63
+
+
+def train_round(settings: FederationSettings, content: RecordDict, env: ClientEnvironment) -> RecordDict:
+    """Train on local data; reply with the update of the travelling tensors and metrics."""
+    local, _ = open_local_model(settings, content, env)
+    before = local.metric()
+    local.load_kept(personal_adapter=True)
+    server_round = int(content.config_records["config"]["server-round"])
+    loss = local.train(settings, _round_seed(settings, server_round, env.partition_id))
+    after = local.metric()
+
+    trained = {key: value.detach().numpy() for key, value in local.model.state_dict().items()}
+    update = {key: trained[key] - local.received[key] for key in local.received}
+    feedback = ErrorFeedback(local.state.residual)
+    payload = feedback.encode(update, settings.wire)
+    local.state.residual = feedback.residual if settings.wire != "fp32" else {}
+    local.state.personal = {key: trained[key].copy() for key in local.kept_keys()}
+    local.state.save()
+
+    metrics = MetricRecord({"num-examples": len(local.data.train), "loss": float(loss), "global": before, "personal": after})
+    return RecordDict({"update": to_record(payload), "metrics": metrics})
+
+
+def evaluate_round(settings: FederationSettings, content: RecordDict, env: ClientEnvironment) -> RecordDict:
+    """Final evaluation: the untouched base, what arrived, and the personalized model
+    after the same local fine-tuning as a training round (nothing is kept)."""
+    local, base = open_local_model(settings, content, env, measure_base=True)
+    metrics = {"num-examples": len(local.data.test), "global": local.metric()}
+    if base is not None:
+        metrics["base"] = base
+    local.load_kept(personal_adapter=True)
+    local.train(settings, _round_seed(settings, 0, env.partition_id))
+    metrics["personal"] = local.metric()
+    return RecordDict({"metrics": MetricRecord(metrics)})
+
+
+def describe(settings: FederationSettings, content: RecordDict, env: ClientEnvironment) -> RecordDict:
+    """Answer the server's query: who this client is and what it will train."""
+    data = task_of(settings).client(env.partition_id)
+    plan = ConfigRecord({"partition": env.partition_id, "name": data.name, "rank": settings.rank, "examples": len(data.train)})
+    return RecordDict({"plan": plan})

@@ -1,0 +1,190 @@
+"""The fedlora strategy: adapter-only federation over Flower's Message API.
+
+One mechanism for every method; the method's own rule is the ``state`` hook
+(:mod:`fedlora.server.global_state`). Per round it:
+
+1. samples clients deterministically from the seed (ordered by partition, not by the
+   random node ids Flower assigns);
+2. sends each one the global tensors for its rank in the run's wire format, and — on
+   first contact only — the base bundle, which the client verifies and caches;
+3. validates every reply at the boundary, logs and drops bad ones;
+4. applies the method's rule, measures the aggregation error, and records the round:
+   metrics, the bytes of every message as serialized by Flower, and wall time.
+
+After the last round every client evaluates the final global model (``evaluate``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from logging import INFO, WARNING
+
+import numpy as np
+from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, MetricRecord, RecordDict
+from flwr.common import log
+from flwr.serverapp import Grid
+from flwr.serverapp.strategy import Strategy
+
+from fedlora.errors import FedloraError
+from fedlora.records import message_bytes, to_record
+from fedlora.server.global_state import ClientResult, LinearGlobal, ProductGlobal
+from fedlora.server.results import RunRecorder, spread
+from fedlora.server.validation import Accepted, Rejected, validate_evaluate_reply, validate_train_reply
+from fedlora.settings import FederationSettings
+from fedlora.wire import decode, encode
+
+
+@dataclass(frozen=True)
+class NodePlan:
+    """What a node told the server about itself when asked."""
+
+    node_id: int
+    partition: int
+    name: str
+    rank: int
+
+
+@dataclass
+class _RoundLog:
+    started: float
+    bytes_down: int = 0
+    bundle_bytes: int = 0
+    messages_down: int = 0
+
+
+class AdapterFederation(Strategy):
+    def __init__(
+        self,
+        settings: FederationSettings,
+        state: LinearGlobal | ProductGlobal,
+        plans: dict[int, NodePlan],
+        recorder: RunRecorder,
+        base_id: str | None = None,
+        base_files: dict[str, bytes] | None = None,
+    ):
+        self.settings = settings
+        self.state = state
+        self.plans = plans
+        self.recorder = recorder
+        self.base_id = base_id
+        self.base_record = None if base_files is None else to_record(
+            {name: np.frombuffer(data, dtype=np.uint8) for name, data in base_files.items()}
+        )
+        self.delivered: set[int] = set()  # nodes that confirmed they hold the base
+        self.sent: dict[int, dict[str, np.ndarray]] = {}
+        self.carries_base: set[int] = set()
+        self._round: _RoundLog | None = None
+
+    # -- sending ---------------------------------------------------------------------
+
+    def _sample(self, server_round: int) -> list[int]:
+        ordered = sorted(self.plans, key=lambda node: self.plans[node].partition)
+        count = max(1, round(self.settings.fraction * len(ordered)))
+        rng = np.random.default_rng([self.settings.seed, server_round])
+        chosen = rng.choice(len(ordered), size=min(count, len(ordered)), replace=False)
+        return [ordered[i] for i in sorted(chosen)]
+
+    def _message(self, node: int, server_round: int, message_type: str) -> Message:
+        tensors = self.state.tensors_for(self.plans[node].rank)
+        payload = encode(tensors, self.settings.wire)
+        # exactly what the client will see, after the wire's rounding
+        self.sent[node] = decode(payload, self.settings.wire, {k: v.shape for k, v in tensors.items()})
+        config = ConfigRecord({"server-round": server_round, "rank": self.plans[node].rank})
+        content = RecordDict({"global": to_record(payload), "config": config})
+        if self.base_id is not None:
+            config["base-id"] = self.base_id
+            if node not in self.delivered:
+                content["base"] = self.base_record
+        message = Message(content, dst_node_id=node, message_type=message_type)
+        size = message_bytes(message)
+        self._round.bytes_down += size
+        self._round.messages_down += 1
+        if "base" in content:
+            self.carries_base.add(node)
+            self._round.bundle_bytes += sum(len(a.data) for a in self.base_record.values())
+        return message
+
+    def _messages(self, nodes: Iterable[int], server_round: int, message_type: str) -> list[Message]:
+        self._round = _RoundLog(started=time.perf_counter())
+        return [self._message(node, server_round, message_type) for node in nodes]
+
+    def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid) -> Iterable[Message]:
+        return self._messages(self._sample(server_round), server_round, MessageType.TRAIN)
+
+    def configure_evaluate(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid) -> Iterable[Message]:
+        if server_round != self.settings.rounds:
+            return []  # one evaluation of every client, after the last round
+        return self._messages(self.plans, server_round, MessageType.EVALUATE)
+
+    # -- receiving -------------------------------------------------------------------
+
+    def _screen(self, replies: list[Message], validate: Callable[[Message], Accepted | Rejected]) -> tuple[list[Accepted], list[dict]]:
+        accepted, rejected = [], []
+        for reply in replies:
+            node = reply.metadata.src_node_id
+            verdict = validate(reply)
+            if isinstance(verdict, Rejected):
+                name = self.plans[node].name if node in self.plans else "?"
+                log(WARNING, "Refused reply of node %s (%s): %s", node, name, verdict.reason)
+                rejected.append({"node": node, "client": name, "reason": verdict.reason})
+                continue
+            accepted.append(verdict)
+            if node in self.carries_base:
+                self.delivered.add(node)
+        return accepted, rejected
+
+    def _entry(self, server_round: int, kind: str, replies: list[Message], accepted: list[Accepted], rejected: list[dict]) -> dict:
+        bytes_up = sum(message_bytes(reply) for reply in replies)
+        sent = max(self._round.messages_down, 1)
+        return {
+            "run": self.settings.name,
+            "round": server_round,
+            "kind": kind,
+            "clients": self._round.messages_down,
+            "accepted": len(accepted),
+            "rejected": rejected,
+            "bytes_up": bytes_up,
+            "bytes_down": self._round.bytes_down,
+            "bundle_bytes": self._round.bundle_bytes,
+            "bytes_up_per_client": bytes_up / max(len(replies), 1),
+            "bytes_down_per_client": (self._round.bytes_down - self._round.bundle_bytes) / sent,
+            "personal": spread([a.metrics["personal"] for a in accepted if "personal" in a.metrics]),
+            "global": spread([a.metrics["global"] for a in accepted if "global" in a.metrics]),
+            "base": spread([a.metrics["base"] for a in accepted if "base" in a.metrics]),
+        }
+
+    def aggregate_train(self, server_round: int, replies: Iterable[Message]) -> tuple[ArrayRecord | None, MetricRecord | None]:
+        replies = list(replies)
+        shapes = {node: {k: v.shape for k, v in self.sent[node].items()} for node in self.sent}
+        accepted, rejected = self._screen(
+            replies, lambda reply: validate_train_reply(reply, shapes.get(reply.metadata.src_node_id, {}), self.settings.wire)
+        )
+        if rejected and not accepted:
+            raise FedloraError(f"every client failed in round {server_round}; the first said: {rejected[0]['reason']}")
+        results = [ClientResult(self.sent[a.node_id], a.update, a.weight, self.plans[a.node_id].rank) for a in accepted]
+        errors = self.state.apply(results) if results else None
+        entry = self._entry(server_round, "train", replies, accepted, rejected)
+        total = sum(a.weight for a in accepted)
+        entry["train_loss"] = sum(a.metrics["loss"] * a.weight for a in accepted) / total if total else None
+        entry["aggregation_error"] = None if errors is None else {"mean": float(np.mean(list(errors.values()))), "layers": errors}
+        entry["wall_time"] = time.perf_counter() - self._round.started
+        self.recorder.record(entry)
+        log(INFO, "round %s: %d/%d replies accepted", server_round, len(accepted), len(replies))
+        metrics = MetricRecord({"loss": entry["train_loss"] or 0.0, "personal": (entry["personal"] or {"mean": 0.0})["mean"]})
+        return to_record(self.state.tensors), metrics
+
+    def aggregate_evaluate(self, server_round: int, replies: Iterable[Message]) -> MetricRecord | None:
+        replies = list(replies)
+        if not replies:
+            return None
+        accepted, rejected = self._screen(replies, validate_evaluate_reply)
+        entry = self._entry(server_round, "final", replies, accepted, rejected)
+        entry["wall_time"] = time.perf_counter() - self._round.started
+        self.recorder.record(entry)
+        return MetricRecord({k: entry[k]["mean"] for k in ("personal", "global") if entry[k]})
+
+    def summary(self) -> None:
+        log(INFO, "\t├──> method %s, wire %s, rank %s", self.settings.method, self.settings.wire, self.settings.rank)
+        log(INFO, "\t└──> %d clients, %.0f%% per round", len(self.plans), 100 * self.settings.fraction)

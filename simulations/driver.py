@@ -1,0 +1,67 @@
+"""One ``fedlora simulate`` invocation: prepare the base, run each federation, report.
+
+The base (and the pretrained dense model for the full-model baseline) is built before
+Ray starts, with progress bars, so that every run of the invocation finds it in the cache.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from fedlora.settings import FederationSettings
+from fedlora.simulations.quiet import output_to_log
+from fedlora.simulations.report import comparison_rows, plot, print_table, write_summary
+from fedlora.simulations.simulate import simulate
+
+
+def prepare(settings: FederationSettings, err_console: Console) -> None:
+    import torch
+
+    from fedlora.cli.progress import phase_progress
+    from fedlora.participant import task_of
+    from fedlora.server.federation import base_for
+
+    torch.set_num_threads(1)
+    task = task_of(settings)
+    err_console.print(f"task {task.describe()}")
+    with phase_progress() as start:
+        result = base_for(settings, progress=start)
+    err_console.print(f"base {result.bundle.id[:12]} ({result.bundle.size_bytes:,} bytes){' from cache' if result.cached else ''}")
+
+
+def run_invocation(runs: list[FederationSettings], console: Console, err_console: Console) -> list[dict]:
+    first = runs[0]
+    out = Path(first.out)
+    prepare(first, err_console)
+    summaries = []
+    for settings in runs:
+        with output_to_log(out / "flower.log") as terminal:
+            with Progress(
+                TextColumn(f"{settings.name:>10}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[status]}"),
+                TimeElapsedColumn(),
+                console=terminal,
+            ) as progress:
+                bar = progress.add_task(settings.name, total=settings.rounds + 1, status="starting Ray")
+
+                def on_record(entry: dict, bar=bar) -> None:
+                    if entry["kind"] == "handshake":
+                        progress.update(bar, status=f"{entry['accepted']} clients ready")
+                        return
+                    personal = (entry.get("personal") or {}).get("mean")
+                    status = f"personalized {personal:.4f}" if personal is not None else ""
+                    progress.update(bar, advance=1, status=f"{entry['kind']} {entry['round']}: {status}")
+
+                summaries.append(simulate(settings, on_record))
+    metric = "accuracy"
+    rows = comparison_rows(summaries)
+    print_table(rows, metric, console)
+    plot_path = plot(out, metric)
+    summary_path = write_summary(out, summaries, rows)
+    console.print(f"results in {out}/ (summary {summary_path.name}, plot {plot_path.name}, Flower's log flower.log)")
+    return summaries

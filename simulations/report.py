@@ -1,0 +1,97 @@
+"""What a simulation invocation shows and leaves behind: a table, a plot, a summary.
+
+Byte ratios are against the full-model FedAvg run of the same invocation when there is
+one (same task, clients and seed), so "×" always compares like with like.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+
+def _final(summary: dict[str, Any], key: str) -> float | None:
+    final = summary.get("final") or {}
+    return (final.get(key) or {}).get("mean")
+
+
+def comparison_rows(summaries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    full = next((s for s in summaries if s["settings"]["method"] == "full"), None)
+    rows = []
+    for summary in summaries:
+        up = summary["bytes_up_per_client_round"]
+        rows.append(
+            {
+                "run": summary["run"],
+                "method": summary["settings"]["method"],
+                "wire": summary["settings"]["wire"],
+                "bytes_up_per_client_round": up,
+                "bytes_down_per_client_round": summary["bytes_down_per_client_round"],
+                "total_bytes": summary["total_bytes"],
+                "uplink_ratio_vs_full": (full["bytes_up_per_client_round"] / up) if full and up else None,
+                "total_ratio_vs_full": (full["total_bytes"] / summary["total_bytes"]) if full and summary["total_bytes"] else None,
+                "base": _final(summary, "base"),
+                "global": _final(summary, "global"),
+                "personal": _final(summary, "personal"),
+                "wall_time_per_round": summary["wall_time_per_round"],
+            }
+        )
+    return rows
+
+
+def print_table(rows: list[dict[str, Any]], metric: str, console: Console) -> None:
+    table = Table(title=f"federation results ({metric}; final evaluation over all clients)")
+    columns = ("run", "wire", "up B/client/round", "down B/client/round", "total bytes", "up ×full", "total ×full", "base", "global", "personalized", "s/round")
+    for column in columns:
+        table.add_column(column, justify="left" if column == "run" else "right")
+    fmt = lambda value, pattern: "—" if value is None else pattern.format(value)  # noqa: E731
+    for row in rows:
+        table.add_row(
+            row["run"],
+            row["wire"],
+            fmt(row["bytes_up_per_client_round"], "{:,.0f}"),
+            fmt(row["bytes_down_per_client_round"], "{:,.0f}"),
+            fmt(row["total_bytes"], "{:,}"),
+            fmt(row["uplink_ratio_vs_full"], "{:,.0f}×"),
+            fmt(row["total_ratio_vs_full"], "{:,.1f}×"),
+            fmt(row["base"], "{:.4f}"),
+            fmt(row["global"], "{:.4f}"),
+            fmt(row["personal"], "{:.4f}"),
+            fmt(row["wall_time_per_round"], "{:.2f}"),
+        )
+    console.print(table)
+
+
+def plot(out: Path, metric: str) -> Path:
+    """Personalized metric against cumulative bytes, one line per run in ``out``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(7, 4.5))
+    for rounds_file in sorted(out.glob("*/rounds.jsonl")):
+        rounds = [json.loads(line) for line in rounds_file.read_text().splitlines() if line]
+        points = [(r["cumulative_bytes"], r["personal"]["mean"]) for r in rounds if r.get("personal")]
+        if points:
+            axis.plot(*zip(*points), marker="o", markersize=3, label=rounds_file.parent.name)
+    axis.set_xscale("log")
+    axis.set_xlabel("cumulative bytes on the wire (up + down, incl. base download)")
+    axis.set_ylabel(f"personalized {metric} (mean over clients)")
+    axis.grid(True, which="both", alpha=0.3)
+    axis.legend()
+    figure.tight_layout()
+    path = out / "metric_vs_bytes.png"
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return path
+
+
+def write_summary(out: Path, summaries: list[dict[str, Any]], rows: list[dict[str, Any]]) -> Path:
+    path = out / "summary.json"
+    path.write_text(json.dumps({"runs": summaries, "comparison": rows}, indent=2))
+    return path
