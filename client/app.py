@@ -11,6 +11,7 @@ from collections.abc import Callable
 import torch
 from flwr.app import Context, Message, RecordDict
 from flwr.clientapp import ClientApp
+from flwr.clientapp.typing import Mod
 
 from fedlora.client.local_round import ClientEnvironment, describe, evaluate_round, train_round
 from fedlora.settings import FederationSettings
@@ -18,8 +19,8 @@ from fedlora.settings import FederationSettings
 Handler = Callable[[FederationSettings, RecordDict, ClientEnvironment], RecordDict]
 
 
-def make_client_app(settings: FederationSettings | None = None) -> ClientApp:
-    app = ClientApp()
+def make_client_app(settings: FederationSettings | None = None, mods: list[Mod] | None = None) -> ClientApp:
+    app = ClientApp(mods=mods)
 
     def reply(handler: Handler, message: Message, context: Context) -> Message:
         # One simulated client per CPU: torch's own thread pool would oversubscribe it.

@@ -72,6 +72,7 @@ class AdapterFederation(Strategy):
         self.base_record = None if base_files is None else to_record(
             {name: np.frombuffer(data, dtype=np.uint8) for name, data in base_files.items()}
         )
+        self.base_size = sum(len(data) for data in (base_files or {}).values())
         self.delivered: set[int] = set()  # nodes that confirmed they hold the base
         self.sent: dict[int, dict[str, np.ndarray]] = {}
         self.carries_base: set[int] = set()
@@ -103,7 +104,7 @@ class AdapterFederation(Strategy):
         self._round.messages_down += 1
         if "base" in content:
             self.carries_base.add(node)
-            self._round.bundle_bytes += sum(len(a.data) for a in self.base_record.values())
+            self._round.bundle_bytes += self.base_size
         return message
 
     def _messages(self, nodes: Iterable[int], server_round: int, message_type: str) -> list[Message]:

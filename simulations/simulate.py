@@ -26,7 +26,12 @@ def backend_config(cpus: int) -> dict[str, Any]:
     }
 
 
-def simulate(settings: FederationSettings, on_record: Callable[[dict], None] | None = None, cpus: int | None = None) -> dict[str, Any]:
+def simulate(
+    settings: FederationSettings,
+    on_record: Callable[[dict], None] | None = None,
+    cpus: int | None = None,
+    client_mods: list | None = None,
+) -> dict[str, Any]:
     """Run one federation; returns its summary (also written to ``<out>/<run>/summary.json``)."""
     os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
@@ -42,7 +47,7 @@ def simulate(settings: FederationSettings, on_record: Callable[[dict], None] | N
         warnings.simplefilter("ignore")  # run_simulation's deprecation notice: `flwr run` is the CLI path
         run_simulation(
             server_app=make_server_app(settings, on_record),
-            client_app=make_client_app(settings),
+            client_app=make_client_app(settings, mods=client_mods),
             num_supernodes=settings.clients,
             backend_config=backend_config(cpus or os.cpu_count() or 1),
         )

@@ -1,0 +1,51 @@
+import time
+
+import pytest
+
+from fedlora.settings import FederationSettings
+
+
+@pytest.fixture(scope="session")
+def small_settings(tmp_path_factory) -> FederationSettings:
+    """A federation small enough for the test suite: 4 digits clients, a quick base."""
+    root = tmp_path_factory.mktemp("federation")
+    return FederationSettings(
+        task="digits",
+        clients=4,
+        rounds=2,
+        fraction=0.5,
+        rank=4,
+        local_steps=15,
+        batch_size=16,
+        lr=0.01,
+        pretrain_steps=150,
+        heal_steps=30,
+        seed=0,
+        out=str(root / "out"),
+        cache_dir=str(root / "cache"),
+    )
+
+
+@pytest.fixture(scope="session")
+def small_base(small_settings):
+    from fedlora.server.federation import base_for
+
+    return base_for(small_settings)
+
+
+def make_message(content, message_type: str, dst_node_id: int = 7, server_round: int = 1):
+    """A Message as a SuperNode hands it to the ClientApp (metadata filled in)."""
+    from flwr.app import Message, Metadata
+
+    metadata = Metadata(
+        run_id=1,
+        message_id=f"m-{message_type}-{server_round}",
+        src_node_id=0,
+        dst_node_id=dst_node_id,
+        reply_to_message_id="",
+        group_id=str(server_round),
+        created_at=time.time(),
+        ttl=3600.0,
+        message_type=message_type,
+    )
+    return Message(metadata=metadata, content=content)
