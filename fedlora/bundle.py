@@ -84,7 +84,9 @@ def write_base_bundle(
         if key not in factor_keys
     }
     tensors.update(int8_tensors)
-    weights = save_safetensors(tensors)
+    # safetensors writes the raw buffer: a Fortran-ordered array (SVD factors often are)
+    # would come back transposed, so every tensor is made C-contiguous first.
+    weights = save_safetensors({key: np.ascontiguousarray(value) for key, value in tensors.items()})
     manifest = {
         "format": FORMAT,
         "fedlora_version": __version__,
