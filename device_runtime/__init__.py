@@ -1,0 +1,58 @@
+"""fedlora device runtime: int8 inference with numpy alone, bit-exact to TFLM / CMSIS-NN.
+
+Imports numpy (and, lazily, ``cryptography`` for signatures) and nothing else: no torch,
+no flwr, no ``fedlora`` core module. Parts, in dependency order:
+
+* :mod:`.fixed_point` — QuantizeMultiplier and MultiplyByQuantizedMultiplier (double and
+  single rounding), vectorised over numpy int arrays.
+* :mod:`.quantization` — scales, zero points, bias and activation ranges as TFLite
+  computes them.
+* :mod:`.fully_connected` — the int8 FULLY_CONNECTED kernel, Prepare / Eval.
+* :mod:`.chain` and :mod:`.factorized` — chained FCs, and ``y = U(Vx)`` on top of them.
+* :mod:`.export_c` — a C header for the portable reference kernels in ``c/``.
+"""
+
+from .chain import FullyConnectedChain
+from .export_c import C_SOURCE_DIR, render_c_header, write_c_header
+from .factorized import FactorizedLinear
+from .fixed_point import multiply_by_quantized_multiplier, quantize_multiplier
+from .fully_connected import (
+    FullyConnectedSpec,
+    PreparedFullyConnected,
+    eval_fully_connected,
+    fully_connected_int8,
+    prepare_fully_connected,
+)
+from .quantization import (
+    activation_range,
+    asymmetric_params_from_range,
+    dequantize_activation,
+    dequantize_symmetric,
+    effective_output_scale,
+    quantize_activation,
+    quantize_bias,
+    quantize_symmetric,
+)
+
+__all__ = [
+    "C_SOURCE_DIR",
+    "FactorizedLinear",
+    "FullyConnectedChain",
+    "FullyConnectedSpec",
+    "PreparedFullyConnected",
+    "activation_range",
+    "asymmetric_params_from_range",
+    "dequantize_activation",
+    "dequantize_symmetric",
+    "effective_output_scale",
+    "eval_fully_connected",
+    "fully_connected_int8",
+    "multiply_by_quantized_multiplier",
+    "prepare_fully_connected",
+    "quantize_activation",
+    "quantize_bias",
+    "quantize_multiplier",
+    "quantize_symmetric",
+    "render_c_header",
+    "write_c_header",
+]

@@ -25,6 +25,10 @@ CMSIS-NN ``arm_nn_requantize``):
 
 The two modes differ by ±1 on a small fraction of accumulators. Everything here is exact
 integer arithmetic in int64: ``|t·M| ≤ 2⁶²`` so no intermediate overflows.
+
+For speed, :func:`fused_requantization` rewrites either mode as one rounding shift,
+``(acc·M + C − [acc < 0]·N) >> S`` with per-channel constants; the derivation is next to
+it. It is exact whenever the C's int32 left shift cannot wrap.
 """
 
 from __future__ import annotations
@@ -141,14 +145,9 @@ def multiply_by_quantized_multiplier(
 # the caller has validated (acc in int32 range, shift in [-31, 30]).
 
 
-def requantize_double(
-    acc: np.ndarray, multiplier: np.ndarray, shift: np.ndarray, left_shift: bool = True
-) -> np.ndarray:
-    """Double rounding: ``RoundingDivideByPOT(SRDHM(acc · 2^left, M), right)``; int64 out.
-
-    ``left_shift=False`` skips the left-shift step when every shift is ≤ 0 (a speedup only).
-    """
-    if left_shift:
+def requantize_double(acc: np.ndarray, multiplier: np.ndarray, shift: np.ndarray) -> np.ndarray:
+    """Double rounding: ``RoundingDivideByPOT(SRDHM(acc · 2^left, M), right)``; int64 out."""
+    if np.any(shift > 0):
         left = np.maximum(shift, 0)
         # C computes `x * (1 << left)` in int32: keep the low 32 bits, sign-extended.
         acc = wrap_int32(acc << left)
@@ -157,9 +156,8 @@ def requantize_double(
     # equals floor((ab + 2^30) / 2^31) for every int64 ab: an arithmetic shift.
     high = (acc * multiplier + (1 << 30)) >> 31
     # The single overflowing case, INT32_MIN · INT32_MIN, saturates to INT32_MAX.
-    saturate = (acc == INT32_MIN) & (multiplier == INT32_MIN)
-    if np.any(saturate):
-        high = np.where(saturate, INT32_MAX, high)
+    if np.any(multiplier == INT32_MIN):
+        high = np.where((acc == INT32_MIN) & (multiplier == INT32_MIN), INT32_MAX, high)
     # RoundingDivideByPOT: divide by 2^right, ties away from zero.
     right = np.maximum(-shift, 0)
     mask = (np.int64(1) << right) - 1
@@ -173,3 +171,51 @@ def requantize_single(acc: np.ndarray, multiplier: np.ndarray, shift: np.ndarray
     total_shift = 31 - shift  # in [1, 62]
     rounded = (acc * multiplier + (np.int64(1) << (total_shift - 1))) >> total_shift
     return wrap_int32(rounded)
+
+
+def fused_requantization(
+    multiplier: np.ndarray, shift: np.ndarray, rounding: Rounding
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Constants ``(C, N, S)`` (int64, shaped like ``shift``) of the one-shift form
+
+        MultiplyByQuantizedMultiplier(acc, M, shift) == (acc·M + C − [acc < 0]·N) >> S
+
+    valid for ``M`` from :func:`quantize_multiplier` (0 with shift 0, or in [2³⁰, 2³¹)) and,
+    for double rounding with ``shift = L > 0``, accumulators with ``|acc·2^L| < 2³¹`` (the
+    C's int32 left shift does not wrap). Five numpy passes instead of about twelve.
+
+    Derivation, with ``T = acc·M``:
+
+    * single rounding: the definition, ``C = 2^(30 − shift)``, ``S = 31 − shift``, ``N = 0``.
+    * double, ``shift = L > 0``: ``⌊(T·2^L + 2³⁰)/2³¹⌋ = ⌊(T + 2^(30−L))/2^(31−L)⌋``, the
+      right shift is 0: ``C = 2^(30 − L)``, ``S = 31 − L``, ``N = 0``.
+    * double, ``shift = −e ≤ 0``: ``h = ⌊(T + 2³⁰)/2³¹⌋`` and, for ``e ≥ 1``,
+      ``RoundingDivideByPOT(h, e) = ⌊(h + 2^(e−1) − [h < 0]) / 2^e⌋`` (ties away from zero).
+      Nested floors of integers merge, ``⌊(⌊A/2³¹⌋ + c)/2^e⌋ = ⌊(A + c·2³¹)/2^(31+e)⌋``, so
+      ``r = (T + 2³⁰ + 2^(30+e) − [h < 0]·2³¹) >> (31 + e)``: ``C = 2³⁰ + 2^(30+e)``,
+      ``N = 2³¹``, ``S = 31 + e``; for ``e = 0``, ``C = 2³⁰``, ``N = 0``, ``S = 31``.
+      ``h < 0 ⟺ T < −2³⁰ ⟺ acc < 0`` for ``M ≥ 2³⁰``, except ``acc = −1, M = 2³⁰``, where
+      both choices give 0; ``M = 0`` comes with ``e = 0``, hence ``N = 0``.
+
+    All terms stay below 2⁶³: ``|T| < 2⁶²`` and ``C ≤ 2³⁰ + 2⁶¹``.
+    """
+    check_rounding(rounding)
+    shift = np.asarray(shift, dtype=np.int64)
+    multiplier = np.asarray(multiplier, dtype=np.int64)
+    normalized = (multiplier >= 2**30) | ((multiplier == 0) & (shift == 0))
+    if not np.all(normalized):
+        raise ValueError("fused requantization needs multipliers from quantize_multiplier")
+    one = np.int64(1)
+    zero = np.zeros_like(shift)
+    if rounding == "single":
+        return one << (30 - shift), zero, 31 - shift
+    left = np.maximum(shift, 0)
+    right = np.maximum(-shift, 0)
+    add = np.where(
+        shift > 0,
+        one << (30 - left),
+        (one << 30) + np.where(right > 0, one << (30 + right), 0),
+    )
+    negative = np.where(right > 0, one << 31, zero)
+    total_shift = np.where(shift > 0, 31 - left, 31 + right)
+    return add.astype(np.int64), negative.astype(np.int64), total_shift.astype(np.int64)

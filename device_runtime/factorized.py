@@ -1,0 +1,110 @@
+"""A factorized linear layer run as two int8 FCs: ``y = U·(V·x) + b``.
+
+``W ≈ U·V`` with ``V`` (rank, in) applied first — the "B" factor in ``y = A(Bx)`` — and
+``U`` (out, rank) second — the "A" factor. The rank-sized intermediate ``V·x`` is an int8
+tensor with its own calibrated scale and zero point; the bias belongs to the second FC.
+Parameters drop from ``out·in`` to ``rank·(out + in)``, and so do multiply-accumulates.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .chain import FullyConnectedChain
+from .fixed_point import Rounding
+from .fully_connected import FullyConnectedSpec
+from .quantization import (
+    asymmetric_params_from_range,
+    dequantize_activation,
+    quantize_activation,
+    quantize_bias,
+    quantize_symmetric,
+)
+
+
+class FactorizedLinear:
+    """Two chained int8 FCs: ``first`` (in → rank), then ``second`` (rank → out)."""
+
+    def __init__(
+        self, first: FullyConnectedSpec, second: FullyConnectedSpec, rounding: Rounding = "double"
+    ):
+        self.chain = FullyConnectedChain([first, second], rounding)
+
+    @classmethod
+    def from_float(
+        cls,
+        u: np.ndarray,
+        v: np.ndarray,
+        bias: np.ndarray | None,
+        calibration_inputs: np.ndarray,
+        *,
+        activation: str = "none",
+        rounding: Rounding = "double",
+    ) -> FactorizedLinear:
+        """Quantize float factors, calibrating activation ranges on sample inputs.
+
+        u: (out, rank), v: (rank, in), bias: (out,) or None, all float.
+        calibration_inputs: (n, in) float samples of the layer input.
+        Weights are quantized per output channel (symmetric); the input, the intermediate
+        ``V·x`` and the output get asymmetric int8 parameters from the min/max the float
+        layer produces on the samples, as TFLite's post-training calibration does.
+        """
+        u = np.asarray(u, dtype=np.float32)
+        v = np.asarray(v, dtype=np.float32)
+        x = np.asarray(calibration_inputs, dtype=np.float32)
+        if u.ndim != 2 or v.ndim != 2 or u.shape[1] != v.shape[0]:
+            raise ValueError(f"need u (out, rank) and v (rank, in), got {u.shape} and {v.shape}")
+        if x.ndim != 2 or x.shape[1] != v.shape[1] or x.shape[0] == 0:
+            raise ValueError(
+                f"calibration_inputs must be (n, {v.shape[1]}) with n > 0, got {x.shape}"
+            )
+        hidden = x @ v.T  # (n, rank)
+        y = hidden @ u.T + (0.0 if bias is None else np.asarray(bias, dtype=np.float32))
+        if activation == "relu":
+            y = np.maximum(y, 0)
+        elif activation == "relu6":
+            y = np.clip(y, 0, 6)
+
+        s_x, z_x = asymmetric_params_from_range(x.min(), x.max())
+        s_h, z_h = asymmetric_params_from_range(hidden.min(), hidden.max())
+        s_y, z_y = asymmetric_params_from_range(y.min(), y.max())
+        v_q, s_v = quantize_symmetric(v)
+        u_q, s_u = quantize_symmetric(u)
+        first = FullyConnectedSpec(v_q, s_v, s_x, z_x, s_h, z_h)
+        second = FullyConnectedSpec(
+            u_q, s_u, s_h, z_h, s_y, z_y,
+            bias=None if bias is None else quantize_bias(bias, s_h, s_u),
+            activation=activation,
+        )
+        return cls(first, second, rounding)
+
+    @property
+    def first(self) -> FullyConnectedSpec:
+        return self.chain.layers[0].spec
+
+    @property
+    def second(self) -> FullyConnectedSpec:
+        return self.chain.layers[1].spec
+
+    @property
+    def in_features(self) -> int:
+        return self.chain.input_depth
+
+    @property
+    def rank(self) -> int:
+        return self.chain.layers[0].output_depth
+
+    @property
+    def out_features(self) -> int:
+        return self.chain.output_depth
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        """``x`` (batch, in) int8 → (batch, out) int8."""
+        return self.chain(x)
+
+    def forward_float(self, x: np.ndarray) -> np.ndarray:
+        """Float convenience: quantize ``x`` (batch, in), run int8, dequantize the output."""
+        q = quantize_activation(x, self.first.input_scale, self.first.input_zero_point)
+        return dequantize_activation(
+            self.chain(q), self.second.output_scale, self.second.output_zero_point
+        )
