@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from safetensors.numpy import save_file
 from flwr.app import ConfigRecord, Message, MessageType, RecordDict
 from flwr.common import log
 from flwr.serverapp import Grid
@@ -35,6 +36,8 @@ from fedlora.server.strategy import AdapterFederation, NodePlan
 from fedlora.settings import FederationSettings
 
 REGISTRATION_TIMEOUT = 300.0  # seconds to wait for every expected node
+#: the final global state of a run, next to its rounds and summary (what `fedlora export` reads)
+GLOBAL_FILE = "global.safetensors"
 
 
 def base_for(settings: FederationSettings, progress=None) -> CompressResult:
@@ -138,6 +141,7 @@ def run_federation(grid: Grid, settings: FederationSettings, on_record: Callable
     )
     strategy.start(grid=grid, initial_arrays=to_record(state.tensors), num_rounds=settings.rounds)
     summary = summarize(settings, task, base, recorder, time.perf_counter() - started)
+    save_file({k: np.ascontiguousarray(v) for k, v in state.tensors.items()}, recorder.directory / GLOBAL_FILE)
     recorder.write_summary(summary)
     log(INFO, "run %s finished", settings.name)
     return summary
