@@ -1,0 +1,97 @@
+"""Run fedlora as a plain Flower app with ``flwr run``, and fail when the run fails.
+
+``flwr run`` submits the app to a SuperLink and exits 0 even when the run later fails, so
+this driver waits for the run and checks its final status. It also keeps Flower's state
+out of the user's home (``FLWR_HOME`` is scoped to the app folder) and turns off runtime
+dependency installation, which would try to download the app's dependencies.
+
+    python -m fedlora.simulations.flwr_run --nodes 10 -c "rounds=3"
+
+Any ``-c key=value`` is passed to ``flwr run --run-config`` (keys of
+``[tool.flwr.app.config]`` in ``pyproject.toml``). Without ``--superlink`` Flower starts a
+local SuperLink in simulation mode (Ray), which this driver stops again at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+TERMINAL = "finished:"
+SUCCESS = "finished:completed"
+
+
+def _environment(app: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env.setdefault("FLWR_HOME", str(app / ".flwr-home"))
+    env["FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION"] = "1"
+    env["FLWR_TELEMETRY_ENABLED"] = "0"
+    # `flwr` starts `flower-superlink` by name: it must be on PATH (it sits next to python)
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    return env
+
+
+def _flwr(env: dict[str, str], *args: str, cwd: Path) -> dict:
+    flwr = shutil.which("flwr", path=env["PATH"])
+    if flwr is None:
+        raise SystemExit("error: the `flwr` command is not installed; pip install 'fedlora[server]'")
+    done = subprocess.run([flwr, *args, "--format", "json"], cwd=cwd, env=env, capture_output=True, text=True)
+    try:
+        return json.loads(done.stdout)
+    except json.JSONDecodeError:
+        raise SystemExit(f"error: `flwr {' '.join(args)}` failed:\n{done.stdout}{done.stderr}") from None
+
+
+def run(app: Path, nodes: int, run_config: list[str], superlink: str | None, timeout: float) -> int:
+    env = _environment(app)
+    started_local = superlink is None
+    args = ["run", str(app)] + ([superlink] if superlink else []) + ["--federation-config", f"num-supernodes={nodes}"]
+    for item in run_config:
+        args += ["--run-config", item]
+    submitted = _flwr(env, *args, cwd=app)
+    if not submitted.get("success"):
+        print(f"error: flwr run was refused: {submitted.get('error-message', submitted)}", file=sys.stderr)
+        return 2
+    run_id = str(submitted["run-id"])
+    print(f"submitted run {run_id}; waiting for it to finish (logs: flwr log {run_id})", flush=True)
+    deadline = time.monotonic() + timeout
+    status, details = "", ""
+    try:
+        while time.monotonic() < deadline:
+            listing = _flwr(env, "ls", "--run-id", run_id, *([superlink] if superlink else []), cwd=app)
+            record = listing["runs"][0]
+            status, details = record["status"], record.get("status-details", "")
+            if status.startswith(TERMINAL):
+                break
+            time.sleep(2)
+    finally:
+        if started_local:
+            database = Path(env["FLWR_HOME"]) / "local-superlink" / "state.db"
+            subprocess.run(["pkill", "-f", f"flower-superlink.*{database}"], check=False)
+    if status == SUCCESS:
+        print(f"run {run_id} {status}")
+        return 0
+    print(f"error: run {run_id} ended as {status or 'unfinished (timed out)'} {details}".rstrip(), file=sys.stderr)
+    print(f"see `FLWR_HOME={env['FLWR_HOME']} flwr log {run_id}` and the SuperLink log in {env['FLWR_HOME']}/local-superlink/", file=sys.stderr)
+    return 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--app", type=Path, default=Path.cwd(), help="folder with the app's pyproject.toml [default: .]")
+    parser.add_argument("--nodes", type=int, default=10, help="simulated SuperNodes; must equal the run config's `clients`")
+    parser.add_argument("-c", "--run-config", action="append", default=[], help="run-config override key=value (repeatable)")
+    parser.add_argument("--superlink", default=None, help="a SuperLink connection name from FLWR_HOME/config.toml")
+    parser.add_argument("--timeout", type=float, default=3600.0, help="seconds to wait for the run")
+    args = parser.parse_args(argv)
+    return run(args.app.resolve(), args.nodes, args.run_config, args.superlink, args.timeout)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

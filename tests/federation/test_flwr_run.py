@@ -1,0 +1,35 @@
+"""The same app runs as a plain Flower app through `flwr run .`, and failures are caught."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from fedlora.simulations.flwr_run import main
+
+REPOSITORY = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.skipif(not (REPOSITORY / "pyproject.toml").is_file(), reason="needs the source checkout")
+
+
+def quick(tmp_path, *extra):
+    return [
+        "--app", str(REPOSITORY), "--nodes", "3", "--timeout", "600",
+        "-c", "clients=3", "-c", "rounds=2", "-c", "task='digits'", "-c", "fraction=1.0",
+        "-c", "pretrain-steps=100", "-c", "heal-steps=10", "-c", "local-steps=5",
+        "-c", f"out='{tmp_path / 'out'}'", "-c", f"cache-dir='{tmp_path / 'cache'}'",
+        *extra,
+    ]  # fmt: skip
+
+
+def test_flwr_run_completes_and_writes_the_rounds(tmp_path, monkeypatch):
+    monkeypatch.setenv("FLWR_HOME", str(tmp_path / "flwr-home"))
+    assert main(quick(tmp_path)) == 0
+    summary = json.loads((tmp_path / "out" / "fedit" / "summary.json").read_text())
+    assert summary["rounds"] == 2 and summary["final"]["accepted"] == 3
+
+
+def test_a_failed_run_is_reported_as_a_failure(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("FLWR_HOME", str(tmp_path / "flwr-home"))
+    assert main(quick(tmp_path, "-c", "method='bogus'")) == 1
+    assert "unknown method 'bogus'" in capsys.readouterr().err
