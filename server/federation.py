@@ -158,6 +158,7 @@ def summarize(settings: FederationSettings, task, base: CompressResult | None, r
         "base": None if base is None else {"id": base.bundle.id, "bytes": base.bundle.size_bytes, "metrics": base.metrics},
         "rounds": len(train),
         "bytes_up_per_client_round": sum(r["bytes_up"] for r in train) / messages,
+        "payload_up_per_client_round": sum(r["payload_up"] for r in train) / messages,
         "bytes_down_per_client_round": sum(r["bytes_down"] - r["bundle_bytes"] for r in train) / max(sum(r["clients"] for r in train), 1),
         "bundle_bytes_total": sum(r["bundle_bytes"] for r in recorder.rounds),
         "total_bytes": recorder.cumulative_bytes,

@@ -138,6 +138,13 @@ class AdapterFederation(Strategy):
 
     def _entry(self, server_round: int, kind: str, replies: list[Message], accepted: list[Accepted], rejected: list[dict]) -> dict:
         bytes_up = sum(message_bytes(reply) for reply in replies)
+        # the tensors alone, without Flower's framing: what a leaner transport could send
+        payload_up = sum(
+            array.numpy().nbytes
+            for reply in replies
+            if reply.has_content() and "update" in reply.content.array_records
+            for array in reply.content.array_records["update"].values()
+        )
         sent = max(self._round.messages_down, 1)
         return {
             "run": self.settings.name,
@@ -150,6 +157,7 @@ class AdapterFederation(Strategy):
             "bytes_down": self._round.bytes_down,
             "bundle_bytes": self._round.bundle_bytes,
             "bytes_up_per_client": bytes_up / max(len(replies), 1),
+            "payload_up": payload_up,
             "bytes_down_per_client": (self._round.bytes_down - self._round.bundle_bytes) / sent,
             "personal": spread([a.metrics["personal"] for a in accepted if "personal" in a.metrics]),
             "global": spread([a.metrics["global"] for a in accepted if "global" in a.metrics]),

@@ -24,12 +24,15 @@ def comparison_rows(summaries: list[dict[str, Any]]) -> list[dict[str, Any]]:
     rows = []
     for summary in summaries:
         up = summary["bytes_up_per_client_round"]
+        payload = summary.get("payload_up_per_client_round")
         rows.append(
             {
                 "run": summary["run"],
                 "method": summary["settings"]["method"],
                 "wire": summary["settings"]["wire"],
                 "bytes_up_per_client_round": up,
+                "payload_up_per_client_round": payload,
+                "payload_ratio_vs_full": (full["payload_up_per_client_round"] / payload) if full and payload else None,
                 "bytes_down_per_client_round": summary["bytes_down_per_client_round"],
                 "total_bytes": summary["total_bytes"],
                 "uplink_ratio_vs_full": (full["bytes_up_per_client_round"] / up) if full and up else None,
@@ -45,7 +48,10 @@ def comparison_rows(summaries: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def print_table(rows: list[dict[str, Any]], metric: str, console: Console) -> None:
     table = Table(title=f"federation results ({metric}; final evaluation over all clients)")
-    columns = ("run", "wire", "up B/client/round", "down B/client/round", "total bytes", "up ×full", "total ×full", "base", "global", "personalized", "s/round")
+    columns = (
+        "run", "wire", "up B/client/round", "(tensors only)", "down B/client/round", "total bytes",
+        "up ×full", "tensors ×full", "total ×full", "base", "global", "personalized", "s/round",
+    )  # fmt: skip
     for column in columns:
         table.add_column(column, justify="left" if column == "run" else "right")
     fmt = lambda value, pattern: "—" if value is None else pattern.format(value)  # noqa: E731
@@ -54,9 +60,11 @@ def print_table(rows: list[dict[str, Any]], metric: str, console: Console) -> No
             row["run"],
             row["wire"],
             fmt(row["bytes_up_per_client_round"], "{:,.0f}"),
+            fmt(row["payload_up_per_client_round"], "{:,.0f}"),
             fmt(row["bytes_down_per_client_round"], "{:,.0f}"),
             fmt(row["total_bytes"], "{:,}"),
             fmt(row["uplink_ratio_vs_full"], "{:,.0f}×"),
+            fmt(row["payload_ratio_vs_full"], "{:,.0f}×"),
             fmt(row["total_ratio_vs_full"], "{:,.1f}×"),
             fmt(row["base"], "{:.4f}"),
             fmt(row["global"], "{:.4f}"),

@@ -38,3 +38,30 @@ def bench_compress(
     with phase_progress() as start:
         rows = run(the_task, parsed, heal_steps, pretrain_steps, seed, cache_root(cache_dir), progress=start, out=out)
     print_results(rows, the_task)
+
+
+@app.command("federation")
+def bench_federation(
+    clients: Annotated[int, typer.Option("--clients", min=1, help="Simulated clients.")] = 100,
+    rounds: Annotated[int, typer.Option("--rounds", min=1, help="Federated rounds.")] = 8,
+    fraction: Annotated[float, typer.Option("--fraction", help="Fraction of clients per round.")] = 0.1,
+    task: options.TaskName = "textlm",
+    corpus: options.Corpus = None,
+    seed: options.Seed = 0,
+    out: Annotated[Path, typer.Option("--out", help="Folder for every run's results.")] = Path("runs/bench-federation"),
+    cache_dir: options.CacheDir = None,
+) -> None:
+    """Every method against full-model FedAvg and local-only training: bytes, metric, time."""
+    from fedlora.cli.console import console, err_console
+    from fedlora.extras import require
+
+    for module in ("torch", "flwr", "ray", "matplotlib"):
+        require(module)
+    from fedlora.settings import FederationSettings
+    from fedlora.simulations.bench_federation import run as run_federation_bench
+
+    base = FederationSettings(
+        task=task, corpus=str(corpus or ""), clients=clients, rounds=rounds, fraction=fraction,
+        seed=seed, out=str(out), cache_dir=str(cache_dir or ""),
+    )  # fmt: skip
+    run_federation_bench(base, console, err_console)
