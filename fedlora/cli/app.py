@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 
 import typer
+from rich.markup import escape
 
 from fedlora import __version__
 from fedlora.cli import bench, compress, info, pretrain, simulate
@@ -49,7 +50,7 @@ def main() -> None:
     try:
         app()
     except FedloraError as error:
-        err_console.print(f"[bold red]error:[/] {error}")
+        err_console.print(f"[bold red]error:[/] {escape(str(error))}", soft_wrap=True)
         sys.exit(2)
     except KeyboardInterrupt:
         err_console.print("[bold red]interrupted[/]")

@@ -26,6 +26,9 @@ def bench_compress(
     out: Annotated[Optional[Path], typer.Option("--out", help="Write the results as JSON here.")] = None,
 ) -> None:
     """Dense fp32 against factorized INT8 at several parameter ratios, with and without healing."""
+    from fedlora.cli.common import require_training
+
+    require_training("safetensors")
     from fedlora.cli.progress import phase_progress
     from fedlora.errors import FedloraError
     from fedlora.simulations.bench_compress import print_results, run
@@ -53,10 +56,9 @@ def bench_federation(
 ) -> None:
     """Every method against full-model FedAvg and local-only training: bytes, metric, time."""
     from fedlora.cli.console import console, err_console
-    from fedlora.extras import require
+    from fedlora.cli.common import require_training
 
-    for module in ("torch", "flwr", "ray", "matplotlib"):
-        require(module)
+    require_training("flwr", "ray", "matplotlib", "safetensors")
     from fedlora.settings import FederationSettings
     from fedlora.simulations.bench_federation import run as run_federation_bench
 

@@ -13,12 +13,19 @@ def task_options(corpus: Path | None) -> dict[str, Any]:
     return {} if corpus is None else {"corpus": str(corpus)}
 
 
-def load_task(name: str, clients: int | None, seed: int, corpus: Path | None = None):
+def require_training(*also: str) -> None:
+    """Check the extras a training command needs before anything imports them."""
     from fedlora.extras import require
 
     torch = require("torch")
+    for module in also:
+        require(module)
     # The models are small: one thread avoids oversubscribing a 2-core board or laptop.
     torch.set_num_threads(1)
+
+
+def load_task(name: str, clients: int | None, seed: int, corpus: Path | None = None):
+    require_training()
     from fedlora.tasks.registry import load_task as load
 
     return load(name, num_clients=clients, seed=seed, **task_options(corpus))

@@ -11,7 +11,7 @@ from rich.table import Table
 
 from fedlora.cache import cache_root
 from fedlora.cli import options
-from fedlora.cli.common import load_task, rank_rule
+from fedlora.cli.common import load_task, require_training, rank_rule
 from fedlora.cli.console import console
 from fedlora.cli.progress import phase_progress
 
@@ -57,6 +57,7 @@ def compress(
     out: Annotated[Optional[Path], typer.Option("--out", help="Also copy the base bundle to this folder.")] = None,
 ) -> None:
     """Factorize the pretrained model by truncated SVD, heal it, quantize it to INT8, bundle it."""
+    require_training("safetensors")
     from fedlora.compress import CompressConfig, build_base
     from fedlora.pretrain import PretrainConfig
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fedlora.cache import cache_root
 from fedlora.cli import options
-from fedlora.cli.common import load_task
+from fedlora.cli.common import load_task, require_training
 from fedlora.cli.console import console
 from fedlora.cli.progress import phase_progress
 
@@ -17,6 +17,7 @@ def pretrain(
     cache_dir: options.CacheDir = None,
 ) -> None:
     """Pretrain the dense model on the server's public data and cache it."""
+    require_training("safetensors")
     from fedlora.metrics import evaluate
     from fedlora.pretrain import PretrainConfig, pretrained_model
 

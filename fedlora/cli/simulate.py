@@ -43,10 +43,9 @@ def simulate(
     cache_dir: options.CacheDir = None,
 ) -> None:
     """Federate adapters over the frozen INT8 base on Flower's simulation engine (Ray)."""
-    from fedlora.extras import require
+    from fedlora.cli.common import require_training
 
-    for module in ("torch", "flwr", "ray", "matplotlib"):
-        require(module)
+    require_training("flwr", "ray", "matplotlib", "safetensors")
     from fedlora.settings import FederationSettings
 
     settings = FederationSettings(
