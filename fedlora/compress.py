@@ -16,7 +16,8 @@ from pathlib import Path
 
 from torch import nn
 
-from fedlora.bundle import BaseBundle, read_base_bundle, write_base_bundle
+from fedlora import __version__
+from fedlora.bundle import FORMAT, BaseBundle, read_base_bundle, write_base_bundle
 from fedlora.cache import config_hash
 from fedlora.errors import FedloraError
 from fedlora.factorize import LayerFactorization, factorize_model
@@ -89,6 +90,8 @@ def build_base(
     targets = compress.targets or task.default_targets
     key = config_hash(
         {
+            "format": FORMAT,  # a new bundle format never reuses an old cached bundle
+            "version": __version__,
             "pretrain": pretrain_key(task, pretrain, seed),
             "compress": {**asdict(compress), "rank": asdict(compress.rank), "targets": targets},
         }
