@@ -26,7 +26,7 @@ from fedlora.metrics import evaluate
 from fedlora.pretrain import PretrainConfig, pretrain_key, pretrained_model
 from fedlora.quantize import quantize_base
 from fedlora.rank import RankRule
-from fedlora.tasks.base import Task
+from fedlora.tasks.base import Task, manual_seed_generator
 from fedlora.train import TrainConfig
 
 #: phase name, number of steps -> per-step callback (step, loss); for progress bars
@@ -44,17 +44,22 @@ DENSE, FACTORIZED, FACTORIZED_INT8, HEALED, HEALED_INT8 = (
 @dataclass(frozen=True)
 class CompressConfig:
     """rank: how many singular values each layer keeps; targets: regex of the layers to
-    factorize (None: the task's default); heal_steps: distillation steps (0 = no healing)."""
+    factorize (None: the task's default); calibration_batches: batches of public data
+    that make the SVD activation-aware (0: plain SVD of the weights); heal_steps:
+    distillation steps (0 = no healing)."""
 
     rank: RankRule = field(default_factory=lambda: RankRule("budget", 0.5))
     targets: str | None = None
+    calibration_batches: int = 32
     heal_steps: int = 300
-    heal_lr: float = 1e-3
+    heal_lr: float = 3e-3
     heal_batch_size: int = 32
 
     def __post_init__(self) -> None:
         if self.heal_steps < 0:
             raise FedloraError(f"heal steps must be ≥ 0, got {self.heal_steps}")
+        if self.calibration_batches < 0:
+            raise FedloraError(f"calibration batches must be ≥ 0, got {self.calibration_batches}")
 
     def heal_config(self) -> TrainConfig:
         return TrainConfig(steps=self.heal_steps, batch_size=self.heal_batch_size, lr=self.heal_lr, optimizer="adam")
@@ -108,7 +113,9 @@ def build_base(
     metrics = {DENSE: evaluate(dense, test)}
 
     student = copy.deepcopy(dense)
-    layers = factorize_model(student, targets, compress.rank)
+    generator = manual_seed_generator(seed)
+    calibration = [task.public().train.sample(compress.heal_batch_size, generator)[0] for _ in range(compress.calibration_batches)]
+    layers = factorize_model(student, targets, compress.rank, calibration or None)
     metrics[FACTORIZED] = evaluate(student, test)
     metrics[FACTORIZED_INT8] = evaluate(_quantized_copy(student), test)
     if compress.heal_steps:

@@ -6,6 +6,11 @@ A dense layer ``y = Wx + b`` with ``W`` (m×n) becomes ``y = U(Vx) + b`` with
 
 so the factors share the singular values evenly (balanced factors quantize better than
 putting all of ``S`` on one side). Parameters drop from ``m·n`` to ``r·(m+n)``.
+
+Given calibration inputs, the SVD is *activation-aware* (as in ASVD / SVD-LLM): it keeps
+the directions that matter for the layer's actual inputs rather than for the weights alone.
+With ``L`` the Cholesky factor of the inputs' second moment ``E[xxᵀ] = L·Lᵀ``, truncating
+the SVD of ``W·L`` minimizes ``E‖(W − UV)x‖²``; then ``V = sqrt(S_r)·V_rᵀ·L⁻¹``.
 Works on any ``nn.Module``: target layers are picked by a regular expression over
 ``named_modules()`` names.
 """
@@ -13,6 +18,7 @@ Works on any ``nn.Module``: target layers are picked by a regular expression ove
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import torch
@@ -57,21 +63,65 @@ class FactorizedLinear(nn.Module):
         return f"in={self.in_features}, out={self.out_features}, rank={self.rank}"
 
 
-def svd_factors(weight: torch.Tensor, rank: int) -> tuple[torch.Tensor, torch.Tensor]:
+def svd_factors(weight: torch.Tensor, rank: int, whitening: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Balanced rank-``rank`` factors ``(U, V)`` of ``weight`` (m×n), in float32.
 
-    The SVD runs in float64 so that the factors of a float32 (or lower precision) layer
-    are as exact as float32 can hold them.
+    ``whitening`` is the (n×n) lower-triangular Cholesky factor ``L`` of the inputs' second
+    moment, or None for the plain SVD. The SVD runs in float64 so that the factors of a
+    float32 layer are as exact as float32 can hold them.
     """
-    u_full, s, vh = torch.linalg.svd(weight.detach().double(), full_matrices=False)
+    weight = weight.detach().double()
+    target = weight if whitening is None else weight @ whitening
+    u_full, s, vh = torch.linalg.svd(target, full_matrices=False)
     root = s[:rank].sqrt()
     u = u_full[:, :rank] * root  # (m, r): columns scaled by sqrt(s)
     v = root[:, None] * vh[:rank]  # (r, n): rows scaled by sqrt(s)
+    if whitening is not None:
+        # V·L⁻¹, as the solution X of X·L = V (L is lower triangular)
+        v = torch.linalg.solve_triangular(whitening, v, upper=False, left=False)
     return u.float(), v.float()
 
 
-def singular_values(weight: torch.Tensor) -> torch.Tensor:
-    return torch.linalg.svdvals(weight.detach().double())
+def singular_values(weight: torch.Tensor, whitening: torch.Tensor | None = None) -> torch.Tensor:
+    weight = weight.detach().double()
+    return torch.linalg.svdvals(weight if whitening is None else weight @ whitening)
+
+
+@torch.no_grad()
+def input_whitening(model: nn.Module, targets: str, batches: Iterable[torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Per target layer, the Cholesky factor L of its inputs' second moment E[xxᵀ] = L·Lᵀ.
+
+    A small ridge (1e-6 of the mean diagonal) keeps L invertible when some input
+    direction never occurs in the calibration data.
+    """
+    layers = target_linears(model, targets)
+    moments = {name: torch.zeros(linear.in_features, linear.in_features, dtype=torch.float64) for name, linear in layers}
+    counts = dict.fromkeys(moments, 0)
+
+    def accumulate(name: str):
+        def hook(module, inputs, output):
+            x = inputs[0].reshape(-1, inputs[0].shape[-1]).double()  # (tokens, n)
+            moments[name] += x.T @ x
+            counts[name] += x.shape[0]
+
+        return hook
+
+    handles = [linear.register_forward_hook(accumulate(name)) for name, linear in layers]
+    was_training = model.training
+    model.eval()
+    try:
+        for inputs in batches:
+            model(inputs)
+    finally:
+        for handle in handles:
+            handle.remove()
+        model.train(was_training)
+    factors = {}
+    for name, moment in moments.items():
+        moment = moment / max(counts[name], 1)
+        ridge = 1e-6 * moment.diagonal().mean().clamp_min(1e-12)
+        factors[name] = torch.linalg.cholesky(moment + ridge * torch.eye(len(moment), dtype=torch.float64))
+    return factors
 
 
 @dataclass(frozen=True)
@@ -116,16 +166,20 @@ def replace_module(model: nn.Module, name: str, new: nn.Module) -> None:
     setattr(parent, child, new)
 
 
-def factorize_model(model: nn.Module, targets: str, rule: RankRule) -> list[LayerFactorization]:
+def factorize_model(
+    model: nn.Module, targets: str, rule: RankRule, calibration: Iterable[torch.Tensor] | None = None
+) -> list[LayerFactorization]:
     """Replace every target ``nn.Linear`` of ``model`` by its truncated-SVD factorization.
 
-    Ranks are checked for every layer before any layer is replaced, so a rank that does
-    not fit leaves the model untouched.
+    With ``calibration`` (batches of model inputs) the SVD is activation-aware, and ranks
+    are chosen from the whitened singular values. Ranks are checked for every layer before
+    any layer is replaced, so a rank that does not fit leaves the model untouched.
     """
+    whitening = input_whitening(model, targets, calibration) if calibration is not None else {}
     plans = []
     for name, linear in target_linears(model, targets):
         out_features, in_features = linear.weight.shape
-        rank = rule.choose(singular_values(linear.weight).numpy(), out_features, in_features)
+        rank = rule.choose(singular_values(linear.weight, whitening.get(name)).numpy(), out_features, in_features)
         if rank > min(out_features, in_features):
             raise FedloraError(
                 f"rank {rank} is larger than layer {name!r} allows: it is {out_features}×{in_features}, "
@@ -136,7 +190,7 @@ def factorize_model(model: nn.Module, targets: str, rule: RankRule) -> list[Laye
 
     reports = []
     for name, linear, rank in plans:
-        u, v = svd_factors(linear.weight, rank)
+        u, v = svd_factors(linear.weight, rank, whitening.get(name))
         weight = linear.weight.detach().float()
         error = torch.linalg.norm(weight - u @ v) / torch.linalg.norm(weight).clamp_min(1e-30)
         replace_module(model, name, FactorizedLinear(u, v, linear.bias))

@@ -86,3 +86,30 @@ def test_factorization_works_on_any_module_with_linears():
     assert [(r.name, r.rank) for r in reports] == [("encoder.proj", 4)]
     assert model.encoder["proj"].bias is None
     assert model(torch.randn(2, 16)).shape == (2, 4)
+
+
+def correlated_inputs(n: int = 12, count: int = 64) -> list[torch.Tensor]:
+    """Inputs that live mostly in a few directions, as real activations do."""
+    g = torch.Generator().manual_seed(1)
+    mixing = torch.randn(3, n, generator=g) * 3
+    return [torch.randn(32, 3, generator=g) @ mixing + 0.05 * torch.randn(32, n, generator=g) for _ in range(count // 32)]
+
+
+def test_activation_aware_full_rank_still_reproduces_the_layer():
+    model = mlp()
+    x = torch.randn(7, 12)
+    expected = model(x)
+    factorize_model(model, r"^0$", RankRule("fixed", 8), calibration=correlated_inputs())
+    torch.testing.assert_close(model(x), expected, rtol=1e-4, atol=1e-4)
+
+
+def test_activation_aware_truncation_loses_less_on_the_inputs_it_was_calibrated_on():
+    calibration = correlated_inputs()
+    held_out = correlated_inputs(count=96)[-1]
+    errors = {}
+    for name, data in (("plain", None), ("aware", calibration)):
+        model = mlp()
+        dense = model[0](held_out)
+        factorize_model(model, r"^0$", RankRule("fixed", 3), calibration=data)
+        errors[name] = torch.linalg.norm(model[0](held_out) - dense) / torch.linalg.norm(dense)
+    assert errors["aware"] < 0.5 * errors["plain"], errors
