@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import copy
 from functools import lru_cache
-from pathlib import Path
-
 from torch import nn
 
 from fedlora.adapters import GLOBAL, PERSONAL, AdapterConfig, attach_adapters
@@ -42,13 +40,15 @@ def base_model(bundle: BaseBundle, task: Task) -> nn.Module:
     return copy.deepcopy(_frozen_base(str(bundle.path), bundle.id, task))
 
 
-def adapter_config(settings: FederationSettings, rank: int | None = None, targets: str | None = None) -> AdapterConfig:
+def adapter_config(settings: FederationSettings, task: Task, rank: int | None = None, targets: str | None = None) -> AdapterConfig:
+    """The global adapter: the method's variant; targets from the caller (a device plan),
+    else ``--targets``, else the task's default."""
     method = get_method(settings.method)
     return AdapterConfig(
         variant=method.variant or "lora",
         rank=rank or settings.rank,
         alpha=settings.alpha,
-        targets=targets if targets is not None else (settings.targets or None),
+        targets=targets or settings.targets or task.default_adapter_targets,
         seed=settings.seed,
     )
 
@@ -58,13 +58,10 @@ def adapted_model(
 ) -> nn.Module:
     """Base + global adapter (+ a personal one with ``--personal``); only adapters train."""
     model = base_model(bundle, task)
-    config = adapter_config(settings, rank, targets)
+    config = adapter_config(settings, task, rank, targets)
     attach_adapters(model, config, GLOBAL)
     if settings.personal:
         personal = AdapterConfig(variant="lora", rank=config.rank, alpha=config.alpha, targets=config.targets, seed=settings.seed + 1)
         attach_adapters(model, personal, PERSONAL)
     return model
 
-
-def bundle_at(path: Path, bundle_id: str) -> BaseBundle:
-    return read_base_bundle(path, expected_id=bundle_id)

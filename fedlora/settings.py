@@ -32,8 +32,8 @@ class FederationSettings:
     # the adapters and local training
     rank: int = field(default=4, metadata={"help": "adapter rank"})
     alpha: float = field(default=8.0, metadata={"help": "adapter scaling numerator (s = alpha / rank)"})
-    targets: str = field(default="", metadata={"help": "regex of adapted layers ('' = every factorized layer)"})
-    local_steps: int = field(default=20, metadata={"help": "optimizer steps per client per round"})
+    targets: str = field(default="", metadata={"help": "regex of adapted layers ('' = the task's default)"})
+    local_steps: int = field(default=30, metadata={"help": "optimizer steps per client per round"})
     batch_size: int = field(default=16, metadata={"help": "examples per step"})
     lr: float = field(default=0.01, metadata={"help": "learning rate"})
     optimizer: str = field(default="adam", metadata={"help": "sgd, momentum, adam"})

@@ -42,6 +42,10 @@ class Task(ABC):
     #: regular expression matched (``re.search``) against ``named_modules()`` names to pick
     #: the ``nn.Linear`` layers that are factorized and adapted by default
     default_targets: ClassVar[str]
+    #: regular expression of the factorized layers that carry adapters by default
+    #: (None: all of them). Fewer, higher layers mean fewer bytes per update and less
+    #: activation memory on the device.
+    default_adapter_targets: ClassVar[str | None] = None
     #: metric that results are ranked by; ``evaluate`` reports it among others
     primary_metric: ClassVar[str] = "accuracy"
 
