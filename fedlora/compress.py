@@ -20,7 +20,7 @@ from fedlora import __version__
 from fedlora.bundle import FORMAT, BaseBundle, read_base_bundle, write_base_bundle
 from fedlora.cache import config_hash
 from fedlora.errors import FedloraError
-from fedlora.factorize import LayerFactorization, factorize_model
+from fedlora.factorize import LayerFactorization, check_factorization, factorize_model
 from fedlora.heal import heal
 from fedlora.metrics import evaluate
 from fedlora.pretrain import PretrainConfig, pretrain_key, pretrained_model
@@ -93,6 +93,7 @@ def build_base(
 ) -> CompressResult:
     """Build (or fetch from the cache) the frozen INT8 factorized base of ``task``."""
     targets = compress.targets or task.default_targets
+    check_factorization(task.build_model(), targets, compress.rank)  # before any training
     key = config_hash(
         {
             "format": FORMAT,  # a new bundle format never reuses an old cached bundle

@@ -166,6 +166,23 @@ def replace_module(model: nn.Module, name: str, new: nn.Module) -> None:
     setattr(parent, child, new)
 
 
+def check_factorization(model: nn.Module, targets: str, rule: RankRule) -> None:
+    """Fail early, before any training, when the targets match nothing or a fixed rank
+    cannot fit a target layer (energy and budget rules fit by construction)."""
+    for name, linear in target_linears(model, targets):
+        if rule.kind == "fixed":
+            _check_rank(name, int(rule.value), *linear.weight.shape)
+
+
+def _check_rank(name: str, rank: int, out_features: int, in_features: int) -> None:
+    if rank > min(out_features, in_features):
+        raise FedloraError(
+            f"rank {rank} is larger than layer {name!r} allows: it is {out_features}×{in_features}, "
+            f"so its rank is at most {min(out_features, in_features)}. Choose a smaller rank, "
+            "or use --energy / --param-ratio to pick ranks per layer."
+        )
+
+
 def factorize_model(
     model: nn.Module, targets: str, rule: RankRule, calibration: Iterable[torch.Tensor] | None = None
 ) -> list[LayerFactorization]:
@@ -175,17 +192,13 @@ def factorize_model(
     are chosen from the whitened singular values. Ranks are checked for every layer before
     any layer is replaced, so a rank that does not fit leaves the model untouched.
     """
+    check_factorization(model, targets, rule)
     whitening = input_whitening(model, targets, calibration) if calibration is not None else {}
     plans = []
     for name, linear in target_linears(model, targets):
         out_features, in_features = linear.weight.shape
         rank = rule.choose(singular_values(linear.weight, whitening.get(name)).numpy(), out_features, in_features)
-        if rank > min(out_features, in_features):
-            raise FedloraError(
-                f"rank {rank} is larger than layer {name!r} allows: it is {out_features}×{in_features}, "
-                f"so its rank is at most {min(out_features, in_features)}. Choose a smaller rank, "
-                "or use --energy / --param-ratio to pick ranks per layer."
-            )
+        _check_rank(name, rank, out_features, in_features)
         plans.append((name, linear, rank))
 
     reports = []

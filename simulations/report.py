@@ -84,9 +84,12 @@ def plot(out: Path, metric: str) -> Path:
     figure, axis = plt.subplots(figsize=(7, 4.5))
     for rounds_file in sorted(out.glob("*/rounds.jsonl")):
         rounds = [json.loads(line) for line in rounds_file.read_text().splitlines() if line]
-        points = [(r["cumulative_bytes"], r["personal"]["mean"]) for r in rounds if r.get("personal")]
+        points = [(r["cumulative_bytes"], r["personal"]["mean"]) for r in rounds if r.get("personal") and r["kind"] == "train"]
+        final = [(r["cumulative_bytes"], r["personal"]["mean"]) for r in rounds if r.get("personal") and r["kind"] == "final"]
         if points:
-            axis.plot(*zip(*points), marker="o", markersize=3, label=rounds_file.parent.name)
+            (line,) = axis.plot(*zip(*points), marker="o", markersize=3, alpha=0.6, label=f"{rounds_file.parent.name} (sampled clients)")
+            if final:  # the evaluation of every client after the last round
+                axis.plot(*zip(*final), marker="*", markersize=14, linestyle="none", color=line.get_color(), label=f"{rounds_file.parent.name}, all clients")
     axis.set_xscale("log")
     axis.set_xlabel("cumulative bytes on the wire (up + down, incl. base download)")
     axis.set_ylabel(f"personalized {metric} (mean over clients)")

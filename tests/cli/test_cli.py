@@ -1,0 +1,62 @@
+"""The CLI: help everywhere, a version, and clear errors with exit status 2."""
+
+import re
+
+import pytest
+from typer.testing import CliRunner
+
+from fedlora import __version__
+from fedlora.cli.app import app, main
+
+runner = CliRunner()
+COMMANDS = ["pretrain", "compress", "simulate", "info", "bench compress", "bench federation"]
+
+
+def invoke(monkeypatch, capsys, *args: str) -> tuple[int, str]:
+    """Run the real entry point (which prints FedloraError itself) and return (status, stderr)."""
+    monkeypatch.setattr("sys.argv", ["fedlora", *args])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    captured = capsys.readouterr()
+    return exit_info.value.code, captured.err + captured.out
+
+
+def test_version():
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.output.strip() == f"fedlora {__version__}"
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help(command):
+    result = runner.invoke(app, [*command.split(), "--help"])
+    assert result.exit_code == 0
+    assert "Usage" in result.output and "--" in result.output
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["simulate", "--method", "bogus"], "unknown method 'bogus'; choose one of fedit, ffa, core, fedsa, flexlora"),
+        (["simulate", "--clients", "500"], "textlm cannot make 500 clients"),
+        (["simulate", "--fraction", "0"], r"--fraction must be in \(0, 1\], got 0.0"),
+        (["simulate", "--wire", "int4"], "unknown wire format 'int4'"),
+        (["simulate", "--task", "nope"], "unknown task 'nope'"),
+        (["simulate", "--corpus", "/nonexistent/corpus"], "does not exist"),
+        (["compress", "--rank", "100"], "rank 100 is larger than layer 'blocks.0.attn.q' allows"),
+        (["compress", "--rank", "4", "--energy", "0.9"], "at most one of --rank, --energy and --param-ratio"),
+        (["compress", "--targets", "nothing"], "matches no nn.Linear layer"),
+        (["bench", "compress", "--ratios", "half"], "--ratios must be numbers"),
+    ],
+)
+def test_bad_input_is_refused_with_a_clear_message(monkeypatch, capsys, tmp_path, args, message):
+    monkeypatch.setenv("FEDLORA_CACHE", str(tmp_path))
+    status, output = invoke(monkeypatch, capsys, *args, *(["--out", str(tmp_path / "out")] if args[0] == "simulate" else []))
+    assert status == 2
+    assert re.search(message, " ".join(output.split())), output
+    assert "Traceback" not in output
+    assert not list(tmp_path.glob("pretrained/*")), "nothing was trained before the input was checked"
+
+
+def test_bad_option_values_are_refused_by_the_parser():
+    result = runner.invoke(app, ["simulate", "--rank", "0"])
+    assert result.exit_code == 2 and "0 is not in the range x>=1" in result.output
