@@ -9,11 +9,28 @@ no flwr, no ``fedlora`` core module. Parts, in dependency order:
   computes them.
 * :mod:`.fully_connected` — the int8 FULLY_CONNECTED kernel, Prepare / Eval.
 * :mod:`.chain` and :mod:`.factorized` — chained FCs, and ``y = U(Vx)`` on top of them.
+* :mod:`.calibration` — activation ranges in, int8 FC specs out (post-training
+  quantization).
+* :mod:`.linear` — a float model's linear layer as an int8 chain with float32 quantize /
+  dequantize around it.
+* :mod:`.ops`, :mod:`.models`, :mod:`.char_transformer`, :mod:`.mlp` — whole-model
+  inference: int8 linear layers, float32 glue (embeddings, layer norm, attention, GELU).
+* :mod:`.safetensors_io`, :mod:`.signing`, :mod:`.bundle` — the device bundle on disk:
+  written, signed, and checked before anything runs.
+* :mod:`.evaluation` — metrics and top-1 agreement in numpy.
 * :mod:`.export_c` — a C header for the portable reference kernels in ``c/``.
 """
 
+from .bundle import DeviceBundle, DeviceBundleError, Reference, load_device_bundle, write_device_bundle
+from .calibration import ChannelRange, quantize_linear
 from .chain import FullyConnectedChain
-from .export_c import C_SOURCE_DIR, render_c_header, write_c_header
+from .export_c import (
+    C_SOURCE_DIR,
+    render_c_header,
+    render_c_model_header,
+    write_c_header,
+    write_c_model_header,
+)
 from .factorized import FactorizedLinear
 from .fixed_point import multiply_by_quantized_multiplier, quantize_multiplier
 from .fully_connected import (
@@ -23,6 +40,8 @@ from .fully_connected import (
     fully_connected_int8,
     prepare_fully_connected,
 )
+from .linear import Int8Linear
+from .models import ARCHITECTURES, RuntimeModel, architecture
 from .quantization import (
     activation_range,
     asymmetric_params_from_range,
@@ -35,7 +54,20 @@ from .quantization import (
 )
 
 __all__ = [
+    "ARCHITECTURES",
     "C_SOURCE_DIR",
+    "ChannelRange",
+    "DeviceBundle",
+    "DeviceBundleError",
+    "Int8Linear",
+    "Reference",
+    "RuntimeModel",
+    "architecture",
+    "load_device_bundle",
+    "quantize_linear",
+    "render_c_model_header",
+    "write_c_model_header",
+    "write_device_bundle",
     "FactorizedLinear",
     "FullyConnectedChain",
     "FullyConnectedSpec",

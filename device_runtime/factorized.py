@@ -12,14 +12,9 @@ import numpy as np
 
 from .chain import FullyConnectedChain
 from .fixed_point import Rounding
+from .calibration import quantize_linear
 from .fully_connected import FullyConnectedSpec
-from .quantization import (
-    asymmetric_params_from_range,
-    dequantize_activation,
-    quantize_activation,
-    quantize_bias,
-    quantize_symmetric,
-)
+from .quantization import dequantize_activation, quantize_activation
 
 
 class FactorizedLinear:
@@ -64,18 +59,8 @@ class FactorizedLinear:
             y = np.maximum(y, 0)
         elif activation == "relu6":
             y = np.clip(y, 0, 6)
-
-        s_x, z_x = asymmetric_params_from_range(x.min(), x.max())
-        s_h, z_h = asymmetric_params_from_range(hidden.min(), hidden.max())
-        s_y, z_y = asymmetric_params_from_range(y.min(), y.max())
-        v_q, s_v = quantize_symmetric(v)
-        u_q, s_u = quantize_symmetric(u)
-        first = FullyConnectedSpec(v_q, s_v, s_x, z_x, s_h, z_h)
-        second = FullyConnectedSpec(
-            u_q, s_u, s_h, z_h, s_y, z_y,
-            bias=None if bias is None else quantize_bias(bias, s_h, s_u),
-            activation=activation,
-        )
+        ranges = [(a.min(), a.max()) for a in (x, hidden, y)]
+        first, second = quantize_linear([v, u], bias, ranges, activation)
         return cls(first, second, rounding)
 
     @property

@@ -7,16 +7,19 @@ a ``.tflite``. Also reports the bytes the device stores (int8 weights, int32 bia
 per-channel multipliers/shifts and per-layer scalars), the peak int8 activation RAM, and
 the number of outputs that differ from TFLM (must be 0).
 
-Run: ``python -m fedlora.simulations.bench_runtime`` (``--help`` for options). Timings
-are medians over interleaved calls; numpy's BLAS threads are shared by both numpy paths.
+Run: ``fedlora bench runtime`` or ``python -m fedlora.simulations.bench_runtime``
+(``--help`` for options). Timings are medians over interleaved calls; numpy's BLAS threads
+are shared by both numpy paths.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -130,20 +133,37 @@ def format_table(rows: list[Row]) -> str:
     return "\n".join(out)
 
 
+NOTES = (
+    "flash B: int8 weights + int32 biases + per-channel int32 multipliers and shifts "
+    "+ per-layer scalars (dense float32 would be 4·m·n + 4·m).",
+    "act RAM B: peak int8 activations live at once (layer input + output), per batch.",
+    "mismatches: outputs differing from the TFLM interpreter on the same .tflite.",
+)
+
+
+def run(rounds: int = 200, seed: int = 0, out: Path | None = None) -> list[Row]:
+    """Every configuration (sizes × parameter fractions × batches); rows also go to ``out``
+    as JSON when given."""
+    rng = np.random.default_rng(seed)
+    rows = [row for size in SIZES for fraction in FRACTIONS for row in bench_layer(size, fraction, rounds, rng)]
+    if out is not None:
+        Path(out).write_text(json.dumps({"rounds": rounds, "seed": seed, "rows": [asdict(r) for r in rows]}, indent=2))
+    return rows
+
+
+def report(rows: list[Row]) -> str:
+    """The table and what its columns mean."""
+    return format_table(rows) + "\n\n" + "\n".join(NOTES)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=200,
                         help="timed calls per method and configuration (median reported)")
     parser.add_argument("--seed", type=int, default=0, help="seed for weights and inputs")
+    parser.add_argument("--out", type=Path, default=None, help="also write the rows as JSON here")
     args = parser.parse_args(argv)
-    rng = np.random.default_rng(args.seed)
-    rows = [row for size in SIZES for fraction in FRACTIONS
-            for row in bench_layer(size, fraction, args.rounds, rng)]
-    print(format_table(rows))
-    print("\nflash B: int8 weights + int32 biases + per-channel int32 multipliers and shifts "
-          "+ per-layer scalars (dense float32 would be 4·m·n + 4·m).")
-    print("act RAM B: peak int8 activations live at once (layer input + output), per batch.")
-    print("mismatches: outputs differing from the TFLM interpreter on the same .tflite.")
+    print(report(run(args.rounds, args.seed, args.out)))
 
 
 if __name__ == "__main__":

@@ -53,6 +53,19 @@ typedef struct {
   const int32_t *output_shift;       /* [output_depth], > 0 shifts left */
 } fedlora_fc_params;
 
+/* A named chain of layers with the quantization of its int8 input and output, which the
+ * float code around it uses to quantize into it and dequantize out of it (real = scale *
+ * (q - zero_point)). A model header (fedlora export) holds one per int8 part of a model. */
+typedef struct {
+  const char *name;                  /* e.g. "blocks.0.attn.q" */
+  int32_t num_layers;
+  const fedlora_fc_params *layers;   /* [num_layers] */
+  float input_scale;
+  int32_t input_zero_point;
+  float output_scale;
+  int32_t output_zero_point;
+} fedlora_fc_chain;
+
 /* TFLM MultiplyByQuantizedMultiplier: round(x * multiplier * 2^(shift - 31)) in the
  * rounding mode selected by FEDLORA_SINGLE_ROUNDING. */
 int32_t fedlora_multiply_by_quantized_multiplier(int32_t x, int32_t multiplier, int shift);

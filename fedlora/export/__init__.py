@@ -1,7 +1,10 @@
-"""Model export formats that need no device runtime dependency beyond numpy.
+"""Exporting models to devices.
 
-``tflite``: a chain of int8 FULLY_CONNECTED ops as a ``.tflite`` flatbuffer, written
-without TensorFlow.
+``tflite``: int8 FULLY_CONNECTED chains as a ``.tflite`` flatbuffer, written without
+TensorFlow. ``personalized`` (``fedlora export``): a client's personalized model as a
+device bundle, a C header and a ``.tflite``; it needs torch, so it is not imported here.
+``convert`` and ``run_source`` are its parts: torch model → device-runtime model, and
+finished run → torch model.
 """
 
 from .tflite import build_tflite_model, write_tflite_model

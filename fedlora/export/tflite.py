@@ -5,7 +5,8 @@ numbers below are the field slots (vtable indices) and enum values of the TFLite
 (``tensorflow/lite/schema/schema.fbs``, file identifier ``TFL3``, schema version 3); they
 are written out here so that this module needs nothing but ``flatbuffers`` and numpy.
 
-Graph: ``input (batch, depth) int8 → FC → … → FC → output (batch, out) int8``. Each FC
+Graph: ``input (batch, depth) int8 → FC → … → FC → output (batch, out) int8``, or
+several such chains side by side in one subgraph (the int8 parts of a model). Each FC
 has int8 weights (out, depth) with one scale per output channel (``quantized_dimension``
 0) or one per tensor, zero points 0; an optional int32 bias with scale ``s_in·s_w[c]``;
 a fused activation; and int8 activations with asymmetric scale and zero point. These are
@@ -21,6 +22,7 @@ interpreter, build the chain with one weight scale per layer (per-tensor).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -62,27 +64,39 @@ NO_TENSOR = -1  # an omitted optional operator input (a FC without bias)
 
 
 def build_tflite_model(
-    chain: FullyConnectedChain, batch: int = 1, description: str = "fedlora int8 FC chain"
+    chains: FullyConnectedChain | Mapping[str, FullyConnectedChain],
+    batch: int = 1,
+    description: str = "fedlora int8 FC chain",
 ) -> bytes:
-    """Serialize ``chain`` as a ``.tflite`` model with a fixed batch size.
+    """Serialize one chain, or several named ones, as a ``.tflite`` model with a fixed batch.
 
-    The model has one subgraph with one int8 input (batch, input_depth) and one int8
-    output (batch, output_depth). Returns the flatbuffer bytes.
+    One chain: one subgraph with one int8 input (batch, input_depth) and one int8 output
+    (batch, output_depth). Several chains (the int8 parts of a model, by name): still one
+    subgraph, holding every chain side by side, unconnected — input ``i`` and output ``i``
+    belong to the ``i``-th chain of the mapping, and tensor names start with the chain's
+    name. One ``invoke()`` runs them all; TFLM plans their memory together. Returns the
+    flatbuffer bytes.
     """
     if int(batch) != batch or batch < 1:
         raise ValueError(f"batch must be a positive integer, got {batch!r}")
+    named = {"": chains} if isinstance(chains, FullyConnectedChain) else dict(chains)
+    if not named:
+        raise ValueError("a .tflite model needs at least one chain")
     try:
         import flatbuffers
     except ImportError as error:  # pragma: no cover - depends on the environment
         raise ImportError("writing .tflite needs the 'flatbuffers' package") from error
     writer = _ModelWriter(flatbuffers.Builder(1024))
-    return writer.build(chain, int(batch), description)
+    return writer.build(named, int(batch), description)
 
 
-def write_tflite_model(chain: FullyConnectedChain, path: str | Path, batch: int = 1) -> Path:
+def write_tflite_model(
+    chains: FullyConnectedChain | Mapping[str, FullyConnectedChain], path: str | Path, batch: int = 1,
+    description: str = "fedlora int8 FC chain",
+) -> Path:
     """Write :func:`build_tflite_model` to ``path``."""
     path = Path(path)
-    path.write_bytes(build_tflite_model(chain, batch))
+    path.write_bytes(build_tflite_model(chains, batch, description))
     return path
 
 
@@ -98,31 +112,35 @@ class _ModelWriter:
         self.buffers: list[bytes] = [b""]  # buffer 0: the empty buffer activations use
         self.tensors: list[dict] = []
 
-    def build(self, chain: FullyConnectedChain, batch: int, description: str) -> bytes:
-        first = chain.layers[0].spec
-        x = self._add_tensor("input", (batch, chain.input_depth), TENSOR_INT8,
-                             [first.input_scale], [first.input_zero_point])
-        operators = []
-        for i, layer in enumerate(chain.layers):
-            spec = layer.spec
-            w_scale = np.asarray(spec.weight_scale, dtype=np.float32).reshape(-1)
-            weights = self._add_tensor(
-                f"fc{i}/weights", spec.weights.shape, TENSOR_INT8, w_scale,
-                np.zeros(w_scale.size, dtype=np.int64), data=spec.weights.astype(np.int8),
-            )
-            bias = NO_TENSOR
-            if spec.bias is not None:
-                bias_scale = np.float32(spec.input_scale) * w_scale  # float32 product
-                bias = self._add_tensor(
-                    f"fc{i}/bias", (layer.output_depth,), TENSOR_INT32, bias_scale,
-                    np.zeros(bias_scale.size, dtype=np.int64), data=layer.bias.astype("<i4"),
+    def build(self, chains: dict[str, FullyConnectedChain], batch: int, description: str) -> bytes:
+        operators, inputs, outputs = [], [], []
+        for label, chain in chains.items():
+            prefix = f"{label}/" if label else ""
+            first = chain.layers[0].spec
+            x = self._add_tensor(f"{prefix}input", (batch, chain.input_depth), TENSOR_INT8,
+                                 [first.input_scale], [first.input_zero_point])
+            inputs.append(x)
+            for i, layer in enumerate(chain.layers):
+                spec = layer.spec
+                w_scale = np.asarray(spec.weight_scale, dtype=np.float32).reshape(-1)
+                weights = self._add_tensor(
+                    f"{prefix}fc{i}/weights", spec.weights.shape, TENSOR_INT8, w_scale,
+                    np.zeros(w_scale.size, dtype=np.int64), data=spec.weights.astype(np.int8),
                 )
-            y_name = "output" if i == len(chain.layers) - 1 else f"fc{i}/output"
-            y = self._add_tensor(y_name, (batch, layer.output_depth), TENSOR_INT8,
-                                 [spec.output_scale], [spec.output_zero_point])
-            operators.append(((x, weights, bias), (y,), FUSED_ACTIVATION[spec.activation]))
-            x = y
-        return self._serialize(operators, graph_input=0, graph_output=x, description=description)
+                bias = NO_TENSOR
+                if spec.bias is not None:
+                    bias_scale = np.float32(spec.input_scale) * w_scale  # float32 product
+                    bias = self._add_tensor(
+                        f"{prefix}fc{i}/bias", (layer.output_depth,), TENSOR_INT32, bias_scale,
+                        np.zeros(bias_scale.size, dtype=np.int64), data=layer.bias.astype("<i4"),
+                    )
+                y_name = f"{prefix}output" if i == len(chain.layers) - 1 else f"{prefix}fc{i}/output"
+                y = self._add_tensor(y_name, (batch, layer.output_depth), TENSOR_INT8,
+                                     [spec.output_scale], [spec.output_zero_point])
+                operators.append(((x, weights, bias), (y,), FUSED_ACTIVATION[spec.activation]))
+                x = y
+            outputs.append(x)
+        return self._serialize(operators, inputs, outputs, description=description)
 
     def _add_tensor(self, name, shape, tensor_type, scales, zero_points, data=None) -> int:
         buffer = 0
@@ -136,15 +154,15 @@ class _ModelWriter:
         ))
         return len(self.tensors) - 1
 
-    def _serialize(self, operators, graph_input, graph_output, description) -> bytes:
+    def _serialize(self, operators, graph_inputs, graph_outputs, description) -> bytes:
         b = self.b
         buffers = [self._buffer(data) for data in self.buffers]
         tensors = [self._tensor(t) for t in self.tensors]
         ops = [self._operator(inputs, outputs, act) for inputs, outputs, act in operators]
 
         tensor_vec = self._offsets(tensors)
-        inputs_vec = b.CreateNumpyVector(np.array([graph_input], dtype="<i4"))
-        outputs_vec = b.CreateNumpyVector(np.array([graph_output], dtype="<i4"))
+        inputs_vec = b.CreateNumpyVector(np.array(graph_inputs, dtype="<i4"))
+        outputs_vec = b.CreateNumpyVector(np.array(graph_outputs, dtype="<i4"))
         ops_vec = self._offsets(ops)
         name = b.CreateString("main")
         b.StartObject(NUM_FIELDS["SubGraph"])

@@ -2,8 +2,9 @@
 
 A fresh interpreter installs a ``sys.meta_path`` finder that makes importing torch, flwr
 or any ``fedlora.*`` module outside ``fedlora.device_runtime`` raise ``ImportError``,
-then imports the runtime, runs an FC chain and exports a C header. On a device those
-packages are simply absent; this test makes them absent here.
+then imports the runtime, runs an FC chain, exports a C header, and writes, loads and
+runs a whole-model device bundle. On a device those packages are simply absent; this
+test makes them absent here.
 """
 
 from __future__ import annotations
@@ -53,6 +54,22 @@ SCRIPT = textwrap.dedent(
     y = layer(x)
     assert y.dtype == np.int8 and y.shape == (4, 8)
     assert "fedlora_fc_params" in dr.render_c_header(layer.chain)
+
+    # A whole model through its bundle: write, check, load, run (numpy and the stdlib only).
+    import tempfile
+    from fedlora.device_runtime.mlp import MLPConfig, MLPRuntime
+    config = MLPConfig(in_features=6, hidden=(5,), num_classes=3)
+    w1, w2 = rng.normal(size=(5, 6)), rng.normal(size=(3, 5))
+    first = dr.quantize_linear([w1], np.zeros(5), [(0.0, 1.0), (0.0, 4.0)], "relu")
+    head = dr.quantize_linear([w2], np.zeros(3), [(0.0, 4.0), (-9.0, 9.0)])
+    model = MLPRuntime(config, {"fc1": dr.Int8Linear(dr.FullyConnectedChain(first)),
+                                "head": dr.Int8Linear(dr.FullyConnectedChain(head))}, {})
+    x = rng.uniform(0, 1, size=(4, 6))
+    with tempfile.TemporaryDirectory() as directory:
+        dr.write_device_bundle(directory + "/b", model, task={"name": "t"}, provenance={})
+        bundle = dr.load_device_bundle(directory + "/b")
+        assert np.array_equal(bundle.model(x), model(x))
+    assert "cryptography" not in sys.modules  # only signing needs it, and lazily
 
     loaded = sorted(m for m in sys.modules if m.split(".")[0] in BLOCKED_TOP | {"fedlora"})
     print("\\n".join(loaded))
