@@ -15,6 +15,7 @@ _EXTRA_OF = {
     "flwr": "client",
     "safetensors": "client",
     "sklearn": "client",
+    "flatbuffers": "client",
     "ray": "server",
     "matplotlib": "server",
 }

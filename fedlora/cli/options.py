@@ -21,9 +21,9 @@ Corpus = Annotated[
 ]
 CacheDir = Annotated[
     Optional[Path],
-    typer.Option("--cache-dir", help="Cache for pretrained models and base bundles [default: $FEDLORA_CACHE or ~/.cache/fedlora]."),
+    typer.Option("--cache-dir", help="Cache for pretrained models and base bundles (default: $FEDLORA_CACHE or ~/.cache/fedlora)."),
 ]
-Clients = Annotated[Optional[int], typer.Option("--clients", min=1, help="Number of clients [default: the task's default].")]
+Clients = Annotated[Optional[int], typer.Option("--clients", min=1, help="Number of clients (default: the task's default).")]
 PretrainSteps = Annotated[int, typer.Option("--pretrain-steps", min=0, help="Optimizer steps of dense pretraining on public data.")]
 Rank = Annotated[Optional[int], typer.Option("--rank", min=1, help="Keep this many singular values in every layer.")]
 Energy = Annotated[
@@ -31,7 +31,7 @@ Energy = Annotated[
 ]
 ParamRatio = Annotated[
     Optional[float],
-    typer.Option("--param-ratio", help="Keep the largest rank whose factors hold at most this fraction of the dense parameters [default: 0.5]."),
+    typer.Option("--param-ratio", help="Keep the largest rank whose factors hold at most this fraction of the dense parameters (default: 0.5)."),
 ]
-Targets = Annotated[Optional[str], typer.Option("--targets", help="Regular expression of the nn.Linear layers to factorize [default: the task's].")]
+Targets = Annotated[Optional[str], typer.Option("--targets", help="Regular expression of the nn.Linear layers to factorize (default: the task's).")]
 HealSteps = Annotated[int, typer.Option("--heal-steps", min=0, help="Distillation steps that heal the factorized model (0: no healing).")]
