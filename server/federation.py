@@ -26,7 +26,7 @@ from fedlora.cache import cache_root
 from fedlora.compress import CompressConfig, CompressResult, build_base
 from fedlora.errors import FedloraError
 from fedlora.methods import get_method
-from fedlora.participant import adapted_model, task_of
+from fedlora.participant import adapted_model, adapter_config, task_of
 from fedlora.pretrain import PretrainConfig, pretrained_model
 from fedlora.rank import RankRule
 from fedlora.records import message_bytes, to_record
@@ -155,6 +155,7 @@ def summarize(settings: FederationSettings, task, base: CompressResult | None, r
         "run": settings.name,
         "settings": settings.to_run_config(),
         "task": {"name": task.name, "config": task.config, "fingerprint": task.fingerprint},
+        "adapter": None if base is None else adapter_config(settings, task).to_dict(),
         "base": None if base is None else {"id": base.bundle.id, "bytes": base.bundle.size_bytes, "metrics": base.metrics},
         "rounds": len(train),
         "bytes_up_per_client_round": sum(r["bytes_up"] for r in train) / messages,
