@@ -12,7 +12,7 @@ import typer
 from rich.markup import escape
 
 from fedlora import __version__
-from fedlora.cli import bench, compress, info, pretrain, simulate
+from fedlora.cli import bench, compress, export, info, plan, pretrain, run, simulate
 from fedlora.cli.console import err_console
 from fedlora.errors import FedloraError
 
@@ -42,7 +42,10 @@ def root(
 app.command("pretrain")(pretrain.pretrain)
 app.command("compress")(compress.compress)
 app.command("simulate")(simulate.simulate)
+app.command("export")(export.export)
+app.command("run")(run.run)
 app.command("info")(info.info)
+app.command("plan")(plan.plan)
 app.add_typer(bench.app, name="bench")
 
 

@@ -67,3 +67,43 @@ def bench_federation(
         seed=seed, out=str(out), cache_dir=str(cache_dir or ""),
     )  # fmt: skip
     run_federation_bench(base, console, err_console)
+
+
+@app.command("memory")
+def bench_memory(
+    profiles: Annotated[Optional[str], typer.Option("--profiles", help="Comma-separated device profiles (default: every built-in profile).")] = None,
+    windows: Annotated[str, typer.Option("--windows", help="Shorter training windows to try where the task's own does not fit (comma-separated; '' = none).")] = "48,32",
+    pretrain_steps: options.PretrainSteps = 1500,
+    heal_steps: options.HealSteps = 300,
+    seed: options.Seed = 0,
+    cache_dir: options.CacheDir = None,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Write the results as JSON here.")] = None,
+) -> None:
+    """Per device profile: the planned local training, predicted vs measured peak memory, update size vs LoRaWAN."""
+    from fedlora.cli.common import require_training
+    from fedlora.errors import FedloraError
+
+    require_training("flwr", "safetensors")
+    from fedlora.settings import FederationSettings
+    from fedlora.simulations.bench_memory import print_results, run
+
+    try:
+        parsed = [int(w) for w in windows.split(",") if w.strip()]
+    except ValueError as exc:
+        raise FedloraError(f"--windows must be whole numbers separated by commas, got {windows!r}") from exc
+    settings = FederationSettings(pretrain_steps=pretrain_steps, heal_steps=heal_steps, seed=seed, cache_dir=str(cache_dir or ""))
+    names = [p.strip() for p in profiles.split(",") if p.strip()] if profiles else None
+    print_results(run(settings, names, parsed, out))
+
+
+@app.command("runtime")
+def bench_runtime(
+    rounds: Annotated[int, typer.Option("--rounds", min=1, help="Timed calls per method and configuration (the median is reported).")] = 200,
+    seed: options.Seed = 0,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Write the results as JSON here.")] = None,
+) -> None:
+    """The int8 runtime on factorized 256² and 1024² layers against dense float32 and the TFLM interpreter: speed, bytes, mismatches."""
+    from fedlora.cli.console import console
+    from fedlora.simulations.bench_runtime import report, run
+
+    console.print(report(run(rounds, seed, out)), markup=False, highlight=False)
