@@ -17,7 +17,9 @@ The ``global`` metric includes what the method keeps on the client (fedsa's B) b
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +31,9 @@ from fedlora.adapters import PERSONAL, load_adapter_state
 from fedlora.adapters.model import is_adapter_key
 from fedlora.bundle import BaseBundle, install_bundle, read_base_bundle
 from fedlora.cache import cache_root
+from fedlora.client.fleet import fleet_assignment
+from fedlora.client.planner import Plan, PlanRefused, plan_for
+from fedlora.client.profiles import load_profile
 from fedlora.client.state import ClientState
 from fedlora.errors import FedloraError
 from fedlora.methods import Method, get_method
@@ -43,11 +48,12 @@ from fedlora.wire import ErrorFeedback, FrameError, decode
 
 @dataclass(frozen=True)
 class ClientEnvironment:
-    """Where this client is: its partition and its own folders (from the node config)."""
+    """Where this client is: its partition, its own folders and its device (node config)."""
 
     partition_id: int
     state_dir: Path
     cache_dir: Path
+    profile: str | None = None  # device profile; None: no memory budget (a server-class client)
 
     @classmethod
     def from_node_config(cls, node_config: dict, settings: FederationSettings) -> ClientEnvironment:
@@ -58,7 +64,16 @@ class ClientEnvironment:
             raise FedloraError(f"partition-id {partition_id} is outside 0..{settings.clients - 1}")
         cache = cache_root(node_config.get("cache-dir") or settings.cache_dir or None)
         state = Path(str(node_config.get("state-dir") or Path(settings.out) / "client-state" / settings.name))
-        return cls(partition_id, state, cache)
+        profile = node_config.get("profile") or None
+        if profile is None and settings.fleet:
+            profile = fleet_assignment(settings.fleet, settings.clients, settings.seed)[partition_id]
+        return cls(partition_id, state, cache, profile)
+
+
+@lru_cache(maxsize=64)
+def device_plan(settings: FederationSettings, profile: str) -> Plan:
+    """What this device trains (raises PlanRefused when nothing fits its memory)."""
+    return plan_for(load_profile(profile), settings)
 
 
 def _bundle(content: RecordDict, env: ClientEnvironment) -> BaseBundle:
@@ -112,8 +127,12 @@ class LocalModel:
         if kept:
             self.load(kept)
 
-    def train(self, settings: FederationSettings, seed: int) -> float:
-        config = TrainConfig(steps=settings.local_steps, batch_size=settings.batch_size, lr=settings.lr, optimizer=settings.optimizer)
+    def train(self, settings: FederationSettings, env: ClientEnvironment, seed: int) -> float:
+        """Local training, as the device's plan says (micro-batch, optimizer, checkpointing)."""
+        if env.profile is not None and self.method.variant is not None:
+            config = device_plan(settings, env.profile).train_config
+        else:
+            config = TrainConfig(steps=settings.local_steps, batch_size=settings.batch_size, lr=settings.lr, optimizer=settings.optimizer)
         return train(self.model, self.data.train, config, seed=seed)
 
 
@@ -129,7 +148,8 @@ def open_local_model(settings: FederationSettings, content: RecordDict, env: Cli
     if method.variant is None:  # the full-model baseline: the dense model, every weight trains
         model = task.build_model().requires_grad_(True)
     else:
-        model = adapted_model(settings, _bundle(content, env), task, rank=int(content.config_records["config"]["rank"]))
+        config = content.config_records["config"]
+        model = adapted_model(settings, _bundle(content, env), task, rank=int(config["rank"]), targets=str(config.get("targets", "")) or None)
     local = LocalModel(method, task, data, model, ClientState.load(env.state_dir, data.name), {})
     base_metric = local.metric() if measure_base and method.variant is not None else None
     shapes = {key: tuple(value.shape) for key, value in model.state_dict().items() if method.travels(key)}
@@ -152,7 +172,7 @@ def train_round(settings: FederationSettings, content: RecordDict, env: ClientEn
     before = local.metric()
     local.load_kept(personal_adapter=True)
     server_round = int(content.config_records["config"]["server-round"])
-    loss = local.train(settings, _round_seed(settings, server_round, env.partition_id))
+    loss = local.train(settings, env, _round_seed(settings, server_round, env.partition_id))
     after = local.metric()
 
     trained = {key: value.detach().numpy() for key, value in local.model.state_dict().items()}
@@ -175,13 +195,28 @@ def evaluate_round(settings: FederationSettings, content: RecordDict, env: Clien
     if base is not None:
         metrics["base"] = base
     local.load_kept(personal_adapter=True)
-    local.train(settings, _round_seed(settings, 0, env.partition_id))
+    local.train(settings, env, _round_seed(settings, 0, env.partition_id))
     metrics["personal"] = local.metric()
     return RecordDict({"metrics": MetricRecord(metrics)})
 
 
 def describe(settings: FederationSettings, content: RecordDict, env: ClientEnvironment) -> RecordDict:
-    """Answer the server's query: who this client is and what it will train."""
+    """Answer the server's query: who this client is, its device and uplink, and what it
+    will train — or, when nothing fits its memory, why not."""
     data = task_of(settings).client(env.partition_id)
     plan = ConfigRecord({"partition": env.partition_id, "name": data.name, "rank": settings.rank, "examples": len(data.train)})
-    return RecordDict({"plan": plan})
+    reply = RecordDict({"plan": plan})
+    if env.profile is None or get_method(settings.method).variant is None:
+        return reply
+    profile = load_profile(env.profile)
+    plan["profile"] = profile.name
+    reply["link"] = ConfigRecord(dataclasses.asdict(profile.uplink))
+    try:
+        device = device_plan(settings, env.profile)
+    except PlanRefused as refused:
+        plan["refused"] = str(refused)
+        return reply
+    plan["rank"] = device.rank
+    plan["targets"] = device.adapter_targets or ""
+    plan["describe"] = device.describe()
+    return reply

@@ -22,7 +22,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from fedlora.client.links import LINK_KINDS, Link
+from fedlora.links import LINK_KINDS, Link
 from fedlora.errors import FedloraError
 
 BUILTIN_FILE = Path(__file__).with_name("profiles.toml")

@@ -29,6 +29,7 @@ class FederationSettings:
     fraction: float = field(default=0.1, metadata={"help": "fraction of clients sampled per round"})
     wire: str = field(default="fp32", metadata={"help": "how updates travel: fp32, fp16, int8"})
     personal: bool = field(default=False, metadata={"help": "each client also keeps a personal adapter"})
+    fleet: str = field(default="", metadata={"help": "device profiles of the clients: mcu, pi, mixed, or name:weight,... ('' = none)"})
     # the adapters and local training
     rank: int = field(default=4, metadata={"help": "adapter rank"})
     alpha: float = field(default=8.0, metadata={"help": "adapter scaling numerator (s = alpha / rank)"})
@@ -64,6 +65,11 @@ class FederationSettings:
             raise FedloraError(f"--optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
         if self.personal and method.name == "full":
             raise FedloraError("--personal adds an adapter; the full-model baseline has none")
+        if self.fleet and not method.heterogeneous_rank and method.name != "local":
+            raise FedloraError(
+                f"--fleet gives every client the rank and depth its device fits, and method {self.method!r} "
+                "needs one rank for all; use --method flexlora (or --baseline local)"
+            )
 
     @property
     def name(self) -> str:

@@ -25,6 +25,7 @@ from fedlora.adapters import GLOBAL, adapter_state
 from fedlora.cache import cache_root
 from fedlora.compress import CompressConfig, CompressResult, build_base
 from fedlora.errors import FedloraError
+from fedlora.links import Link
 from fedlora.methods import get_method
 from fedlora.participant import adapted_model, adapter_config, task_of
 from fedlora.pretrain import PretrainConfig, pretrained_model
@@ -65,12 +66,12 @@ def global_state(settings: FederationSettings, base: CompressResult | None):
         return LinearGlobal(method, _numpy(dense.state_dict()), {}, 1.0)
 
     @lru_cache(maxsize=None)
-    def adapter_tensors(rank: int) -> dict[str, np.ndarray]:
-        return _numpy(adapter_state(adapted_model(settings, base.bundle, task, rank=rank), GLOBAL))
+    def adapter_tensors(rank: int, targets: str | None = None) -> dict[str, np.ndarray]:
+        return _numpy(adapter_state(adapted_model(settings, base.bundle, task, rank=rank, targets=targets), GLOBAL))
 
     scaling = settings.alpha / settings.rank
     if method.name == "flexlora":
-        return ProductGlobal(lambda rank: {k: v for k, v in adapter_tensors(rank).items() if method.travels(k)}, settings.alpha / settings.rank)
+        return ProductGlobal(lambda rank, targets: {k: v for k, v in adapter_tensors(rank, targets).items() if method.travels(k)}, scaling)
     tensors = adapter_tensors(settings.rank)
     travelling = {k: v for k, v in tensors.items() if method.travels(k)}
     frozen = {k: v for k, v in tensors.items() if not method.travels(k)}
@@ -88,21 +89,45 @@ def wait_for_nodes(grid: Grid, expected: int, timeout: float = REGISTRATION_TIME
         time.sleep(0.1)
 
 
+def _node_plan(reply: Message, settings: FederationSettings) -> NodePlan:
+    """A node's answer to the handshake, checked; raises ValueError with the reason to exclude it."""
+    if reply.has_error():
+        lines = reply.error.reason.strip().splitlines() or ["no reason given"]
+        raise ValueError(f"client failed: {lines[-1]}")
+    if "plan" not in reply.content.config_records:
+        raise ValueError("no plan in its reply")
+    plan = reply.content.config_records["plan"]
+    name = str(plan.get("name", "?"))
+    if plan.get("refused"):
+        raise ValueError(str(plan["refused"]))
+    rank, targets = int(plan["rank"]), str(plan.get("targets", "")) or None
+    if not get_method(settings.method).heterogeneous_rank and (rank != settings.rank or targets is not None):
+        raise ValueError(f"its device trains rank {rank} on {targets or 'the default layers'}, but {settings.method} needs rank {settings.rank} on every client")
+    link = None
+    if "link" in reply.content.config_records:
+        try:
+            link = Link(**dict(reply.content.config_records["link"]))
+        except TypeError as exc:
+            raise ValueError(f"its uplink description is malformed ({exc})") from exc
+    return NodePlan(reply.metadata.src_node_id, int(plan["partition"]), name, rank, targets, plan.get("profile"), link)
+
+
 def handshake(grid: Grid, nodes: list[int], recorder: RunRecorder, settings: FederationSettings) -> dict[int, NodePlan]:
-    """Ask every node who it is (partition, name, rank); nodes that fail are reported."""
+    """Ask every node who it is, what it will train and over which link. Nodes that fail,
+    or whose device cannot fit any plan, are excluded — by name and reason, never silently."""
     messages = [Message(RecordDict({"config": ConfigRecord({})}), dst_node_id=node, message_type=MessageType.QUERY) for node in nodes]
     bytes_down = sum(message_bytes(m) for m in messages)
     replies = list(grid.send_and_receive(messages))
     plans, excluded = {}, []
     for reply in replies:
         node = reply.metadata.src_node_id
-        if reply.has_error() or "plan" not in reply.content.config_records:
-            reason = reply.error.reason if reply.has_error() else "no plan in reply"
-            log(WARNING, "Node %s is excluded: %s", node, reason)
-            excluded.append({"node": node, "client": "?", "reason": reason})
-            continue
-        plan = reply.content.config_records["plan"]
-        plans[node] = NodePlan(node, int(plan["partition"]), str(plan["name"]), int(plan["rank"]))
+        try:
+            plans[node] = _node_plan(reply, settings)
+        except ValueError as reason:
+            record = reply.content.config_records.get("plan", {}) if reply.has_content() else {}
+            client = str(record.get("name", "?"))
+            log(WARNING, "Node %s (%s) is excluded: %s", node, client, reason)
+            excluded.append({"node": node, "client": client, "profile": record.get("profile"), "reason": str(reason)})
     recorder.record(
         {
             "run": settings.name,
@@ -114,11 +139,15 @@ def handshake(grid: Grid, nodes: list[int], recorder: RunRecorder, settings: Fed
             "bytes_up": sum(message_bytes(r) for r in replies),
             "bytes_down": bytes_down,
             "bundle_bytes": 0,
+            "plans": [
+                {"client": p.name, "profile": p.profile, "rank": p.rank, "targets": p.targets, "link": p.link.name if p.link else None}
+                for p in sorted(plans.values(), key=lambda p: p.partition)
+            ],
         }
     )
     if not plans:
-        first = excluded[0]["reason"].strip().splitlines()[-1] if excluded else "no replies"
-        raise FedloraError(f"no node answered the handshake (first error: {first}); see Flower's log for details")
+        first = excluded[0]["reason"] if excluded else "no replies"
+        raise FedloraError(f"no node can take part (first reason: {first}); see Flower's log for details")
     return plans
 
 
@@ -166,5 +195,36 @@ def summarize(settings: FederationSettings, task, base: CompressResult | None, r
         "wall_time_per_round": sum(r["wall_time"] for r in train) / max(len(train), 1),
         "wall_time": seconds,
         "final": final,
-        "rejected": sum(len(r["rejected"]) for r in recorder.rounds),
+        "rejected": sum(len(r["rejected"]) for r in train + ([final] if final else [])),
+        "excluded": recorder.rounds[0]["rejected"] if recorder.rounds else [],
+        "plans": recorder.rounds[0].get("plans", []) if recorder.rounds else [],
+        "devices": device_summary(train),
+    }
+
+
+def device_summary(train: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Per device profile: updates sent, mean bytes and time on the uplink, and who went
+    over the link's limits (LoRaWAN fair use, daily airtime)."""
+    rows = [row for entry in train for row in entry.get("links", [])]
+    if not rows:
+        return None
+    profiles: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        stats = profiles.setdefault(row["profile"], {"link": row["link"], "updates": 0, "up_bytes": 0, "up_airtime_s": 0.0, "up_wall_s": 0.0, "down_wall_s": 0.0, "over_limits": set()})
+        stats["updates"] += 1
+        for key in ("up_bytes", "up_airtime_s", "up_wall_s", "down_wall_s"):
+            stats[key] += row[key]
+        if not row["fits"]:
+            stats["over_limits"].add(row["client"])
+    return {
+        profile: {
+            "link": s["link"],
+            "updates": s["updates"],
+            "up_bytes_mean": s["up_bytes"] / s["updates"],
+            "up_airtime_s_mean": s["up_airtime_s"] / s["updates"],
+            "up_wall_s_mean": s["up_wall_s"] / s["updates"],
+            "down_wall_s_mean": s["down_wall_s"] / s["updates"],
+            "clients_over_limits": sorted(s["over_limits"]),
+        }
+        for profile, s in sorted(profiles.items())
     }

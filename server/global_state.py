@@ -35,6 +35,7 @@ class ClientResult:
     update: Tensors  # what it sent back (decoded): trained − received
     weight: float
     rank: int
+    targets: str | None = None
 
     def trained(self) -> Tensors:
         return {key: self.sent[key] + self.update[key] for key in self.update}
@@ -47,8 +48,8 @@ class LinearGlobal:
         self.frozen = frozen  # adapter tensors that never change: lora-fa's A, core's A and B
         self.scaling = scaling
 
-    def tensors_for(self, rank: int) -> Tensors:
-        return self.tensors
+    def tensors_for(self, rank: int, targets: str | None = None) -> Tensors:
+        return self.tensors  # one rank and one set of layers for every client
 
     def apply(self, results: list[ClientResult]) -> dict[str, float] | None:
         weights = [result.weight for result in results]
@@ -61,16 +62,17 @@ class LinearGlobal:
 
 
 class ProductGlobal:
-    """FlexLoRA: ΔW per layer, truncated per client rank. Until a layer has been trained,
-    clients start from the shared seeded initialisation at their rank."""
+    """FlexLoRA: ΔW per layer, truncated per client rank; each client gets the layers its
+    device adapts. Until a layer has been trained, clients start from the shared seeded
+    initialisation at their rank. A layer's ΔW is averaged over the clients that adapted it."""
 
-    def __init__(self, initial_at_rank: Callable[[int], Tensors], scaling: float):
-        self.initial_at_rank = initial_at_rank
+    def __init__(self, initial_at_rank: Callable[[int, str | None], Tensors], scaling: float):
+        self.initial_at_rank = initial_at_rank  # (rank, adapter targets) -> the seeded adapters
         self.scaling = scaling
         self.products: dict[str, np.ndarray] = {}
 
-    def tensors_for(self, rank: int) -> Tensors:
-        tensors = dict(self.initial_at_rank(rank))
+    def tensors_for(self, rank: int, targets: str | None = None) -> Tensors:
+        tensors = dict(self.initial_at_rank(rank, targets))
         for key in tensors:
             if key.endswith(".lora_A") and layer_of(key) in self.products:
                 prefix = key[: -len("lora_A")]
@@ -84,7 +86,7 @@ class ProductGlobal:
         # The aggregate itself is exact; what a client receives loses what its rank cannot hold.
         errors: dict[str, list[tuple[float, float]]] = {}
         for result in results:
-            received = layer_products(self.tensors_for(result.rank), self.scaling)
+            received = layer_products(self.tensors_for(result.rank, result.targets), self.scaling)
             for layer, error in relative_errors(received, {k: self.products[k] for k in received}).items():
                 errors.setdefault(layer, []).append((error, result.weight))
         return {layer: sum(e * w for e, w in pairs) / sum(w for _, w in pairs) for layer, pairs in errors.items()}

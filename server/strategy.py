@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from logging import INFO, WARNING
 
 import numpy as np
@@ -28,6 +28,7 @@ from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
 from fedlora.errors import FedloraError
+from fedlora.links import Link, airtime
 from fedlora.records import message_bytes, to_record
 from fedlora.server.global_state import ClientResult, LinearGlobal, ProductGlobal
 from fedlora.server.results import RunRecorder, spread
@@ -38,12 +39,16 @@ from fedlora.wire import decode, encode
 
 @dataclass(frozen=True)
 class NodePlan:
-    """What a node told the server about itself when asked."""
+    """What a node told the server about itself when asked: who it is, what it trains
+    (its device may cap the rank and which layers carry adapters), and its uplink."""
 
     node_id: int
     partition: int
     name: str
     rank: int
+    targets: str | None = None  # None: the run's adapter targets
+    profile: str | None = None
+    link: Link | None = None
 
 
 @dataclass
@@ -52,6 +57,7 @@ class _RoundLog:
     bytes_down: int = 0
     bundle_bytes: int = 0
     messages_down: int = 0
+    down_by_node: dict[int, int] = field(default_factory=dict)
 
 
 class AdapterFederation(Strategy):
@@ -88,11 +94,12 @@ class AdapterFederation(Strategy):
         return [ordered[i] for i in sorted(chosen)]
 
     def _message(self, node: int, server_round: int, message_type: str) -> Message:
-        tensors = self.state.tensors_for(self.plans[node].rank)
+        plan = self.plans[node]
+        tensors = self.state.tensors_for(plan.rank, plan.targets)
         payload = encode(tensors, self.settings.wire)
         # exactly what the client will see, after the wire's rounding
         self.sent[node] = decode(payload, self.settings.wire, {k: v.shape for k, v in tensors.items()})
-        config = ConfigRecord({"server-round": server_round, "rank": self.plans[node].rank})
+        config = ConfigRecord({"server-round": server_round, "rank": plan.rank, "targets": plan.targets or ""})
         content = RecordDict({"global": to_record(payload), "config": config})
         if self.base_id is not None:
             config["base-id"] = self.base_id
@@ -101,6 +108,7 @@ class AdapterFederation(Strategy):
         message = Message(content, dst_node_id=node, message_type=message_type)
         size = message_bytes(message)
         self._round.bytes_down += size
+        self._round.down_by_node[node] = size
         self._round.messages_down += 1
         if "base" in content:
             self.carries_base.add(node)
@@ -162,7 +170,40 @@ class AdapterFederation(Strategy):
             "personal": spread([a.metrics["personal"] for a in accepted if "personal" in a.metrics]),
             "global": spread([a.metrics["global"] for a in accepted if "global" in a.metrics]),
             "base": spread([a.metrics["base"] for a in accepted if "base" in a.metrics]),
+            **self._links(replies),
         }
+
+    def _links(self, replies: list[Message]) -> dict:
+        """Each reply's bytes as time on its device's uplink, and who went over its limits.
+
+        Limits judge the update a client sends; the downlink (which includes the one-time
+        base download) is reported as time only.
+        """
+        rows = []
+        for reply in replies:
+            plan = self.plans.get(reply.metadata.src_node_id)
+            if plan is None or plan.link is None:
+                continue
+            up = airtime(message_bytes(reply), plan.link)
+            down = airtime(self._round.down_by_node.get(plan.node_id, 0), plan.link)
+            rows.append(
+                {
+                    "client": plan.name,
+                    "profile": plan.profile,
+                    "link": plan.link.name,
+                    "up_bytes": up.bytes,
+                    "up_airtime_s": up.airtime_s,
+                    "up_wall_s": up.wall_s,
+                    "down_bytes": down.bytes,
+                    "down_airtime_s": down.airtime_s,
+                    "down_wall_s": down.wall_s,
+                    "fits": up.fits,
+                    "reason": up.reason,
+                }
+            )
+        if not rows:
+            return {}
+        return {"links": rows, "over_link_limits": [{"client": r["client"], "reason": r["reason"]} for r in rows if not r["fits"]]}
 
     def aggregate_train(self, server_round: int, replies: Iterable[Message]) -> tuple[ArrayRecord | None, MetricRecord | None]:
         replies = list(replies)
@@ -172,7 +213,9 @@ class AdapterFederation(Strategy):
         )
         if rejected and not accepted:
             raise FedloraError(f"every client failed in round {server_round}; the first said: {rejected[0]['reason']}")
-        results = [ClientResult(self.sent[a.node_id], a.update, a.weight, self.plans[a.node_id].rank) for a in accepted]
+        results = [
+            ClientResult(self.sent[a.node_id], a.update, a.weight, self.plans[a.node_id].rank, self.plans[a.node_id].targets) for a in accepted
+        ]
         errors = self.state.apply(results) if results else None
         entry = self._entry(server_round, "train", replies, accepted, rejected)
         total = sum(a.weight for a in accepted)

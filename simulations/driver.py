@@ -13,7 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from fedlora.settings import FederationSettings
 from fedlora.simulations.quiet import output_to_log
-from fedlora.simulations.report import comparison_rows, plot, print_table, write_summary
+from fedlora.simulations.report import comparison_rows, plot, print_devices, print_table, write_summary
 from fedlora.simulations.simulate import simulate
 
 
@@ -51,7 +51,8 @@ def run_invocation(runs: list[FederationSettings], console: Console, err_console
 
                 def on_record(entry: dict, bar=bar) -> None:
                     if entry["kind"] == "handshake":
-                        progress.update(bar, status=f"{entry['accepted']} clients ready")
+                        excluded = f", {len(entry['rejected'])} excluded" if entry["rejected"] else ""
+                        progress.update(bar, status=f"{entry['accepted']} clients ready{excluded}")
                         return
                     personal = (entry.get("personal") or {}).get("mean")
                     status = f"personalized {personal:.4f}" if personal is not None else ""
@@ -61,6 +62,7 @@ def run_invocation(runs: list[FederationSettings], console: Console, err_console
     metric = "accuracy"
     rows = comparison_rows(summaries)
     print_table(rows, metric, console)
+    print_devices(summaries, console)
     plot_path = plot(out, metric)
     summary_path = write_summary(out, summaries, rows)
     console.print(f"results in {out}/ (summary {summary_path.name}, plot {plot_path.name}, Flower's log flower.log)")

@@ -74,6 +74,39 @@ def print_table(rows: list[dict[str, Any]], metric: str, console: Console) -> No
     console.print(table)
 
 
+def print_devices(summaries: list[dict[str, Any]], console: Console) -> None:
+    """For fleet runs: per device profile, what its clients trained and what their updates
+    cost on their uplinks; then every client that was excluded, with the reason."""
+    for summary in summaries:
+        if not summary.get("plans") or not any(p.get("profile") for p in summary["plans"]):
+            continue
+        table = Table(title=f"{summary['run']}: devices (per update; limits judge the uplink)")
+        for column in ("profile", "link", "clients", "ranks", "adapted layers", "up bytes", "up airtime s", "up wall s", "down wall s", "over limits"):
+            table.add_column(column, justify="left" if column in ("profile", "link", "adapted layers", "over limits") else "right")
+        devices = summary.get("devices") or {}
+        by_profile: dict[str, list[dict]] = {}
+        for plan in summary["plans"]:
+            by_profile.setdefault(plan["profile"], []).append(plan)
+        for profile, plans in sorted(by_profile.items()):
+            stats = devices.get(profile, {})
+            fmt = lambda key, pattern: pattern.format(stats[key]) if key in stats else "—"  # noqa: E731
+            table.add_row(
+                profile,
+                plans[0]["link"] or "—",
+                str(len(plans)),
+                ", ".join(sorted({str(p["rank"]) for p in plans})),
+                ", ".join(sorted({p["targets"] or "(run default)" for p in plans})),
+                fmt("up_bytes_mean", "{:,.0f}"),
+                fmt("up_airtime_s_mean", "{:.3f}"),
+                fmt("up_wall_s_mean", "{:.2f}"),
+                fmt("down_wall_s_mean", "{:.2f}"),
+                ", ".join(stats.get("clients_over_limits", [])) or "none",
+            )
+        console.print(table)
+        for excluded in summary.get("excluded", []):
+            console.print(f"excluded {excluded['client']} ({excluded.get('profile') or 'no profile'}): {excluded['reason']}")
+
+
 def plot(out: Path, metric: str) -> Path:
     """Personalized metric against cumulative bytes, one line per run in ``out``."""
     import matplotlib

@@ -32,7 +32,7 @@ def breakdown_table(plan) -> Table:
 
 
 def print_plan(plan, method, wire: str) -> None:
-    from fedlora.client.links import airtime
+    from fedlora.links import airtime
     from fedlora.client.planner import update_message_bytes
 
     console.print(breakdown_table(plan))

@@ -34,6 +34,10 @@ def simulate(
     optimizer: Annotated[str, typer.Option("--optimizer", help="sgd, momentum or adam.")] = "adam",
     wire: Annotated[str, typer.Option("--wire", help="How updates travel: fp32, fp16 or int8 (per-row scales, error feedback).")] = "fp32",
     personal: Annotated[bool, typer.Option("--personal", help="Each client also keeps a personal adapter that never leaves it.")] = False,
+    fleet: Annotated[
+        str,
+        typer.Option("--fleet", help="Give each client a device profile and train the plan that fits it: mcu, pi, mixed, or e.g. nrf52840:40,esp32s3:40,rpi4:20 (needs --method flexlora)."),
+    ] = "",
     baseline: Annotated[Baseline, typer.Option("--baseline", help="Also run, with the same clients and seed: full-model FedAvg (full) or local-only adapters (local).")] = Baseline.none,
     param_ratio: options.ParamRatio = None,
     pretrain_steps: options.PretrainSteps = 1500,
@@ -57,6 +61,7 @@ def simulate(
         fraction=fraction,
         wire=wire,
         personal=personal,
+        fleet=fleet,
         rank=rank,
         alpha=alpha,
         targets=targets,
@@ -71,9 +76,16 @@ def simulate(
         out=str(out),
         cache_dir=str(cache_dir or ""),
     )
+    if fleet:
+        from fedlora.client.fleet import parse_fleet
+
+        parse_fleet(fleet)  # before anything starts: every profile must exist
     runs = [settings]
     if baseline is not Baseline.none:
-        runs.append(settings.replace(method=baseline.value, run_name=baseline.value, personal=False, wire="fp32" if baseline is Baseline.full else settings.wire))
+        full = baseline is Baseline.full  # dense FedAvg: every weight, no adapters, no device plans
+        runs.append(
+            settings.replace(method=baseline.value, run_name=baseline.value, personal=False, wire="fp32" if full else settings.wire, fleet="" if full else settings.fleet)
+        )
     from fedlora.simulations.driver import run_invocation
 
     run_invocation(runs, console=console, err_console=err_console)

@@ -87,7 +87,7 @@ def test_flexlora_hands_each_client_the_truncation_at_its_rank():
         return {A: rng.normal(size=(rank, n)).astype(np.float32), B: np.zeros((m, rank), np.float32)}
 
     init = {1: initial(1), 3: initial(3)}
-    state = ProductGlobal(lambda rank: init[rank], scaling=2.0)
+    state = ProductGlobal(lambda rank, targets: init[rank], scaling=2.0)
     # round 1: nothing trained yet, clients start from the shared initialisation at their rank
     assert state.tensors_for(3)[A].shape == (3, n) and np.array_equal(state.tensors_for(1)[A], init[1][A])
     updates = {rank: {A: rng.normal(size=(rank, n)), B: rng.normal(size=(m, rank))} for rank in (1, 3)}

@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from fedlora.cli.app import app
-from fedlora.client.links import airtime
+from fedlora.links import airtime
 from fedlora.client.planner import PlanRefused, plan_for, update_message_bytes
 from fedlora.client.profiles import load_link
 from fedlora.methods import get_method

@@ -7,7 +7,7 @@ preamble (8 + 4.25)·T_sym = 12.544 ms, and with PL = application bytes + 13:
 
 import pytest
 
-from fedlora.client.links import airtime, frame_sizes
+from fedlora.links import airtime, frame_sizes
 from fedlora.client.profiles import load_link
 
 SF7 = load_link("lorawan-eu868-sf7")

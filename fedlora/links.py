@@ -7,7 +7,8 @@ fixed per-message setup time. LoRaWAN is not: a device sends frames of at most
 regional duty cycle makes the device stay silent for ``airtime·(1/duty − 1)`` after every
 frame. :func:`airtime` converts bytes to seconds for any link and says whether an update
 stays within the link's limits (LoRaWAN fair use: about 2 KB per update, 30 s of uplink
-airtime per day). The links themselves are data, in ``profiles.toml``.
+airtime per day). The links themselves are data, in ``client/profiles.toml``; the link model
+lives in the core because both sides use it: clients to plan, the server to account.
 
 LoRa packet airtime (Semtech SX1276/77/78/79 datasheet rev. 7, §4.1.1.7, and Semtech
 AN1200.13 "LoRa Modem Designer's Guide"), with ``SF`` the spreading factor, ``BW`` the
