@@ -183,7 +183,7 @@ def write_device_bundle(
     if sign_key_pem is not None:
         files[SIGNATURE] = sign_manifest(manifest_bytes, sign_key_pem)
     directory = Path(directory)
-    _write_atomically(directory, files)
+    write_atomically(directory, files)
     return directory
 
 
@@ -196,7 +196,7 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _write_atomically(directory: Path, files: Mapping[str, bytes]) -> None:
+def write_atomically(directory: Path, files: Mapping[str, bytes]) -> None:
     """Write into a temporary sibling, then rename: readers never see half a bundle."""
     directory.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=directory.parent))

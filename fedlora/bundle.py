@@ -21,8 +21,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +32,7 @@ from safetensors.numpy import save as save_safetensors
 from torch import nn
 
 from fedlora import __version__
+from fedlora.device_runtime.bundle import write_atomically
 from fedlora.device_runtime.quantization import dequantize_symmetric
 from fedlora.errors import FedloraError
 from fedlora.factorize import LayerFactorization, factorize_like
@@ -106,23 +105,8 @@ def write_base_bundle(
         "files": {WEIGHTS: {"sha256": sha256_hex(weights), "bytes": len(weights)}},
     }
     manifest_bytes = json.dumps(manifest, indent=2, sort_keys=True).encode()
-    _write_atomically(directory, {WEIGHTS: weights, MANIFEST: manifest_bytes})
+    write_atomically(directory, {WEIGHTS: weights, MANIFEST: manifest_bytes})
     return BaseBundle(directory, manifest, sha256_hex(manifest_bytes))
-
-
-def _write_atomically(directory: Path, files: dict[str, bytes]) -> None:
-    """Write all files into a temporary sibling, then rename: readers never see half a bundle."""
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=directory.parent))
-    try:
-        for name, data in files.items():
-            (staging / name).write_bytes(data)
-        if directory.exists():
-            shutil.rmtree(directory)
-        os.replace(staging, directory)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
 
 
 def _parse_manifest(manifest_bytes: bytes, where: str) -> dict[str, Any]:
@@ -179,7 +163,7 @@ def install_bundle(files: dict[str, bytes], expected_id: str, cache_dir: Path) -
     _verify_files(manifest, files, f"bundle {expected_id[:12]}")
     directory = cache_dir / expected_id
     if not (directory / MANIFEST).is_file():
-        _write_atomically(directory, {name: files[name] for name in [MANIFEST, *manifest["files"]]})
+        write_atomically(directory, {name: files[name] for name in [MANIFEST, *manifest["files"]]})
     return BaseBundle(directory, manifest, expected_id)
 
 
