@@ -41,14 +41,14 @@ def info(
         cached.add_column(column)
     for path in sorted((root / "pretrained").glob("*.safetensors")):
         cached.add_row("pretrained", path.name, f"{path.stat().st_size:,}", "")
-    for path in sorted((root / "bases").glob("*/manifest.json")):
-        manifest = json.loads(path.read_text())
-        size = sum(f.stat().st_size for f in path.parent.iterdir())
-        layers = manifest.get("layers", [])
-        details = f"task {manifest['task']['name']}, {len(layers)} factorized layers, data {manifest['task']['fingerprint'][:12]}"
-        cached.add_row("base", path.parent.name, f"{size:,}", details)
-    for path in sorted((root / "clients").glob("*")) if (root / "clients").is_dir() else []:
-        cached.add_row("client state", path.name, "", "")
+    # bases built here, and bases this machine received as a client (named by their id)
+    for kind, folder in (("base", "bases"), ("received base", "received")):
+        for path in sorted((root / folder).glob("*/manifest.json")):
+            manifest = json.loads(path.read_text())
+            size = sum(f.stat().st_size for f in path.parent.iterdir())
+            layers = manifest.get("layers", [])
+            details = f"task {manifest['task']['name']}, {len(layers)} factorized layers, data {manifest['task']['fingerprint'][:12]}"
+            cached.add_row(kind, path.parent.name[:40], f"{size:,}", details)
     console.print(cached)
 
     from fedlora.cli.common import load_task
