@@ -114,7 +114,7 @@ def plot(out: Path, metric: str) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axis = plt.subplots(figsize=(7, 4.5))
+    figure, axis = plt.subplots(figsize=(10, 5))
     for rounds_file in sorted(out.glob("*/rounds.jsonl")):
         rounds = [json.loads(line) for line in rounds_file.read_text().splitlines() if line]
         points = [(r["cumulative_bytes"], r["personal"]["mean"]) for r in rounds if r.get("personal") and r["kind"] == "train"]
@@ -127,7 +127,7 @@ def plot(out: Path, metric: str) -> Path:
     axis.set_xlabel("cumulative bytes on the wire (up + down, incl. base download)")
     axis.set_ylabel(f"personalized {metric} (mean over clients)")
     axis.grid(True, which="both", alpha=0.3)
-    axis.legend()
+    axis.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))  # beside the plot, never over it
     figure.tight_layout()
     path = out / "metric_vs_bytes.png"
     figure.savefig(path, dpi=120)
