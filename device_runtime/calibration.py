@@ -1,13 +1,18 @@
-"""Post-training calibration: activation ranges in, int8 FC specs out.
+"""Post-training calibration: activation statistics in, int8 FC specs out.
 
 A linear layer runs as a chain of int8 FCs, ``y = F_L(… F_1(x))`` (one FC for a dense
 layer, two — ``V`` then ``U`` — for a factorized one). Quantizing it needs the float
 weights of each FC and the range of every tensor on the way: the input, each
 intermediate, the output. :class:`ChannelRange` collects those ranges per channel over
-calibration batches; :func:`quantize_linear` turns weights and ranges into
-:class:`FullyConnectedSpec` s the way TFLite's post-training quantizer does (weights
-symmetric per output channel, activations asymmetric from min/max, bias int32 on the last
-FC at scale ``s_in·s_w``).
+calibration batches, :class:`Moments` the input's second moments; :func:`quantize_linear`
+turns weights and ranges into :class:`FullyConnectedSpec` s the way TFLite's post-training
+quantizer does (weights symmetric per output channel, activations asymmetric from min/max,
+bias int32 on the last FC at scale ``s_in·s_w``), optionally choosing each weight's
+rounding with GPTQ (:func:`round_weights_gptq`) instead of to nearest.
+
+:func:`balance_intermediate` picks the basis of a factorized layer's int8 intermediate
+that minimizes the output error its rounding causes. Both are host-side choices of *which*
+int8 numbers to store: the kernels, and their bit-exactness, are untouched.
 """
 
 from __future__ import annotations
@@ -17,9 +22,14 @@ from collections.abc import Sequence
 import numpy as np
 
 from .fully_connected import FullyConnectedSpec
-from .quantization import asymmetric_params_from_range, quantize_bias, quantize_symmetric
+from .quantization import QMAX, asymmetric_params_from_range, quantize_bias, quantize_symmetric, round_half_away
 
-__all__ = ["ChannelRange", "quantize_linear"]
+__all__ = ["ChannelRange", "Moments", "balance_intermediate", "quantize_linear", "round_weights_gptq"]
+
+#: GPTQ's dampening, a fraction of the mean diagonal of the input second moment added to
+#: its diagonal (Frantar et al. 2023 use 1%): keeps the Cholesky factor well conditioned
+#: when inputs are correlated or some never vary.
+GPTQ_DAMPING = 0.01
 
 
 class ChannelRange:
@@ -41,6 +51,12 @@ class ChannelRange:
     def seen(self) -> bool:
         return self.samples > 0
 
+    def affine(self, scale: np.ndarray, offset: np.ndarray) -> ChannelRange:
+        """The ranges of ``(x − offset) / scale`` (per channel, ``scale > 0``)."""
+        out = ChannelRange(self.min.size)
+        out.min, out.max, out.samples = (self.min - offset) / scale, (self.max - offset) / scale, self.samples
+        return out
+
     def tensor_range(self) -> tuple[float, float]:
         """Per-tensor ``(min, max)`` over every channel."""
         if not self.seen:
@@ -48,11 +64,155 @@ class ChannelRange:
         return float(self.min.min()), float(self.max.max())
 
 
+class Moments:
+    """Running mean and second moment ``E[x xᵀ]`` of an activation ``(..., channels)``
+    (float64 sums, so millions of rows lose nothing that matters)."""
+
+    def __init__(self, channels: int):
+        self.sum = np.zeros(channels)
+        self.outer = np.zeros((channels, channels))
+        self.samples = 0
+
+    def update(self, x: np.ndarray) -> None:
+        x = np.asarray(x, dtype=np.float64).reshape(-1, self.sum.size)
+        self.sum += x.sum(axis=0)
+        self.outer += x.T @ x
+        self.samples += x.shape[0]
+
+    @property
+    def mean(self) -> np.ndarray:
+        return self.sum / max(self.samples, 1)
+
+    @property
+    def second(self) -> np.ndarray:
+        """``E[x xᵀ]`` (channels, channels)."""
+        return self.outer / max(self.samples, 1)
+
+    @property
+    def covariance(self) -> np.ndarray:
+        mean = self.mean
+        return self.second - np.outer(mean, mean)
+
+    def affine(self, scale: np.ndarray, offset: np.ndarray) -> Moments:
+        """The moments of ``(x − offset) / scale`` (per channel)."""
+        out = Moments(self.sum.size)
+        mean, second = self.mean, self.second
+        shifted = second - np.outer(offset, mean) - np.outer(mean, offset) + np.outer(offset, offset)
+        out.samples = self.samples
+        out.sum = (mean - offset) / scale * self.samples
+        out.outer = shifted / np.outer(scale, scale) * self.samples
+        return out
+
+
+def balance_intermediate(
+    u: np.ndarray, v: np.ndarray, input_covariance: np.ndarray, output_sensitivity: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Factors ``(u·T⁻¹, T·v)`` of ``u·v`` whose intermediate ``T·v·x`` loses least to
+    int8 rounding.
+
+    u: (out, r), v: (r, in), input_covariance: (in, in) of ``x``; output_sensitivity:
+    (out, out) weights ``G`` of the output error, ``E[δyᵀ G δy]`` (identity: plain MSE).
+
+    Model: the intermediate gets one int8 scale, and each channel is then equalized to
+    span the full int8 range, so channel ``j`` is rounded with an error of variance
+    proportional to its own variance ``c_j``; that error reaches the output with weight
+    ``s_j``, the ``j``-th diagonal entry of ``T⁻ᵀ·uᵀ·G·u·T⁻¹``. The output error is
+    ``∝ Σ_j c_j·s_j``, minimized over invertible ``T`` at ``(Σ_j λ_j)² / r``, where
+    ``λ_j`` are the singular values of ``S^½·C^½`` (``C = v·Σ_x·vᵀ``, ``S = uᵀ·G·u``):
+
+    1. *balance* (as in balanced truncation): ``T₀ = Λ^-½·Pᵀ·L_Sᵀ`` with ``C = L_C·L_Cᵀ``,
+       ``S = L_S·L_Sᵀ`` and ``L_Sᵀ·L_C = P·Λ·Qᵀ``, so that ``T₀·C·T₀ᵀ = T₀⁻ᵀ·S·T₀⁻¹ = Λ``;
+    2. *spread*: an orthogonal ``R`` with ``diag(R·Λ·Rᵀ)`` constant (Givens rotations),
+       so every channel carries the same share — ``T = R·T₀``.
+
+    A plain random rotation (QuaRot-style) reaches the same optimum only when the
+    factors are already balanced and ``G`` is the identity; merged adapters and
+    sensitivity weights break both.
+    """
+    u, v = np.asarray(u, np.float64), np.asarray(v, np.float64)
+    hidden = v @ input_covariance @ v.T  # (r, r)
+    sensitivity = u.T @ (u if output_sensitivity is None else output_sensitivity @ u)  # (r, r)
+    if not np.trace(sensitivity) > 0:  # no output the weighting cares about: plain MSE
+        sensitivity = u.T @ u
+    if not (np.trace(hidden) > 0 and np.trace(sensitivity) > 0):
+        return u, v  # nothing flows through the intermediate: every basis is as good
+    l_c, l_s = _psd_factor(hidden), _psd_factor(sensitivity)
+    p, lam, q_t = np.linalg.svd(l_s.T @ l_c)
+    lam = np.maximum(lam, lam[0] * 1e-12)
+    t = (p / np.sqrt(lam)).T @ l_s.T
+    t_inv = l_c @ q_t.T / np.sqrt(lam)
+    r = _spread_rotation(lam)
+    return u @ t_inv @ r.T, r @ t @ v
+
+
+def _psd_factor(a: np.ndarray) -> np.ndarray:
+    """``L`` with ``L·Lᵀ = a`` for a symmetric positive semi-definite ``a``, eigenvalues
+    floored at 1e-9 of the largest so that the factor is invertible."""
+    w, q = np.linalg.eigh((a + a.T) / 2)
+    top = max(float(w.max()), 1e-300)
+    return q * np.sqrt(np.maximum(w, top * 1e-9))
+
+
+def _spread_rotation(lam: np.ndarray) -> np.ndarray:
+    """Orthogonal ``R`` with ``diag(R·diag(lam)·Rᵀ)`` equal to ``mean(lam)``: each Givens
+    rotation between the currently largest and smallest diagonal entries sets one of them
+    to the mean, so ``len(lam) − 1`` rotations suffice."""
+    size = lam.size
+    a, r = np.diag(lam.astype(np.float64)), np.eye(size)
+    target = float(lam.mean())
+    for _ in range(size - 1):
+        d = np.diag(a)
+        i, j = int(np.argmax(d)), int(np.argmin(d))
+        if d[i] - d[j] <= 1e-12 * target:
+            break
+        # a_ii after rotating by θ: (a_ii + a_jj)/2 + (a_ii − a_jj)/2·cos 2θ + a_ij·sin 2θ
+        half, amplitude = (d[i] + d[j]) / 2, np.hypot((d[i] - d[j]) / 2, a[i, j])
+        phase = np.arctan2(a[i, j], (d[i] - d[j]) / 2)
+        theta = (np.arccos(np.clip((target - half) / amplitude, -1.0, 1.0)) + phase) / 2
+        g = np.eye(size)
+        g[i, i] = g[j, j] = np.cos(theta)
+        g[i, j], g[j, i] = np.sin(theta), -np.sin(theta)
+        a, r = g @ a @ g.T, g @ r
+    return r
+
+
+def round_weights_gptq(weights: np.ndarray, input_second_moment: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-output-channel symmetric int8 weights, rounded to minimize the output error
+    ``E‖(W − s·q)·x‖²`` rather than each weight's own error (GPTQ, Frantar et al. 2023).
+
+    weights: (out, in) float; input_second_moment: ``E[x xᵀ]`` (in, in) of the FC's
+    input. Scales are :func:`~.quantization.quantize_symmetric`'s (``max|w|/127`` per
+    row), so only which int8 values the weights take changes, not their scales. Columns
+    are rounded in order of decreasing input energy; each rounding error is pushed onto
+    the columns not yet rounded through the Cholesky factor of the (damped) inverse
+    second moment. Returns ``(q, scale)`` as :func:`~.quantization.quantize_symmetric`.
+    """
+    _, scale = quantize_symmetric(weights)
+    w = np.array(weights, dtype=np.float64)
+    hessian = np.array(input_second_moment, dtype=np.float64)
+    energy = np.diag(hessian)
+    if not energy.any():
+        return quantize_symmetric(weights)  # the input is always zero: nothing to trade
+    order = np.argsort(-energy, kind="stable")
+    w, hessian = w[:, order], hessian[np.ix_(order, order)]
+    hessian[np.diag_indices_from(hessian)] += GPTQ_DAMPING * energy.mean()
+    upper = np.linalg.cholesky(np.linalg.inv(hessian)).T  # H⁻¹ = Uᵀ·U
+    step = scale.astype(np.float64)
+    q = np.empty(w.shape, dtype=np.int8)
+    for i in range(w.shape[1]):
+        column = np.clip(round_half_away(w[:, i] / step), -QMAX, QMAX)
+        q[:, i] = column
+        error = (w[:, i] - column * step) / upper[i, i]
+        w[:, i + 1 :] -= np.outer(error, upper[i, i + 1 :])
+    return q[:, np.argsort(order)], scale
+
+
 def quantize_linear(
     factors: Sequence[np.ndarray],
     bias: np.ndarray | None,
     ranges: Sequence[tuple[float, float]],
     activation: str = "none",
+    input_second_moment: np.ndarray | None = None,
 ) -> list[FullyConnectedSpec]:
     """int8 FC specs for ``y = factors[-1] · … · factors[0] · x + bias``.
 
@@ -60,6 +220,9 @@ def quantize_linear(
     ranges: ``len(factors) + 1`` float ``(min, max)`` pairs — the input, every
     intermediate, the output (after ``activation``) — as calibrated.
     activation: fused on the last FC ("none", "relu", "relu6").
+    input_second_moment: ``E[x xᵀ]`` of the input; given, weights are rounded with
+    :func:`round_weights_gptq` (FC ``i + 1`` sees ``F_i·…·F_0·x``, whose second moment
+    follows from it), else to nearest.
     Raises ``ValueError`` for shapes that do not chain or a degenerate range.
     """
     if len(ranges) != len(factors) + 1:
@@ -68,9 +231,14 @@ def quantize_linear(
         if np.shape(b)[1] != np.shape(a)[0]:
             raise ValueError(f"factor shapes {np.shape(a)} and {np.shape(b)} do not chain")
     params = [asymmetric_params_from_range(lo, hi) for lo, hi in ranges]
+    second = input_second_moment
     specs = []
     for i, weights in enumerate(factors):
-        q, scale = quantize_symmetric(weights)
+        if second is None:
+            q, scale = quantize_symmetric(weights)
+        else:
+            q, scale = round_weights_gptq(weights, second)
+            second = weights @ second @ np.transpose(weights)
         (s_in, z_in), (s_out, z_out) = params[i], params[i + 1]
         last = i == len(factors) - 1
         specs.append(FullyConnectedSpec(

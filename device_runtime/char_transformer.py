@@ -20,6 +20,11 @@ sum over values
 GELU (tanh approximation)                          float32
 residual additions                                 float32
 =================================================  =========================================
+
+An exported bundle's layer norms are not the torch model's: their float32 affine also
+scales and centres each channel for the linear layers they feed (``fedlora export``
+folds the int8 input equalization of ``q, k, v``, ``fc1`` and ``head`` into it), which
+those layers' weights undo. The runtime runs them as given.
 """
 
 from __future__ import annotations

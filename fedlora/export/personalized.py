@@ -38,7 +38,7 @@ from fedlora.device_runtime.evaluation import agreement, metrics, predict_logits
 from fedlora.device_runtime.fixed_point import ROUNDING_MODES
 from fedlora.device_runtime.signing import SignatureError, sign_manifest
 from fedlora.errors import FedloraError
-from fedlora.export.convert import to_device_model
+from fedlora.export.convert import WEIGHT_ROUNDINGS, to_device_model
 from fedlora.export.run_source import choose_client, open_run, personalized_model
 from fedlora.export.tflite import write_tflite_model
 from fedlora.tasks.base import Task
@@ -62,7 +62,10 @@ class ExportOptions:
     reference: store test data and the torch answers in the bundle (for ``fedlora run``).
     reference_limit: at most this many test examples in the reference.
     name: C identifier that prefixes the header's symbols and names the files.
-    equalize: equalize intermediates and outputs before quantizing (see :mod:`.convert`).
+    equalize: fold input ranges into layer norms, balance intermediates and equalize
+        outputs before quantizing (see :mod:`.convert`).
+    weight_rounding: ``gptq`` (round weights to minimize each FC's output error on the
+        calibration data) or ``nearest``.
     seed: seeds the choice of calibration examples.
     """
 
@@ -75,6 +78,7 @@ class ExportOptions:
     reference_limit: int = 1024
     name: str = "fedlora_model"
     equalize: bool = True
+    weight_rounding: str = "gptq"
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -85,6 +89,8 @@ class ExportOptions:
             raise FedloraError(f"--calibration-samples must be ≥ 1, got {self.calibration_samples}")
         if self.rounding not in ROUNDING_MODES:
             raise FedloraError(f"--rounding must be one of {', '.join(ROUNDING_MODES)}, got {self.rounding!r}")
+        if self.weight_rounding not in WEIGHT_ROUNDINGS:
+            raise FedloraError(f"weight rounding must be one of {', '.join(WEIGHT_ROUNDINGS)}, got {self.weight_rounding!r}")
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", self.name):
             raise FedloraError(f"--name must be a C identifier (letters, digits, _), got {self.name!r}")
         if self.sign_key_pem is not None:
@@ -165,12 +171,13 @@ def export_model(
     model.eval()
     samples = min(options.calibration_samples, len(calibration))
     device_model = to_device_model(model, _calibration_batches(calibration, samples, options.seed),
-                                   options.rounding, options.equalize)
+                                   options.rounding, options.equalize, options.weight_rounding)
     provenance = {
         **provenance,
         "calibration": {"data": f"{options.calibration} train split", "examples": samples,
-                        "equalization": "rotated, equalized intermediates; per-channel output affine"
-                        if options.equalize else "none"},
+                        "equalization": "input ranges folded into layer norms; balanced, equalized intermediates; "
+                                        "per-channel output affine" if options.equalize else "none",
+                        "weight_rounding": options.weight_rounding},
     }
     result = ExportResult(
         device_model, options.out / "bundle", options.out / "c" / f"{options.name}.h",

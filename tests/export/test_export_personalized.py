@@ -50,6 +50,7 @@ def test_manifest_records_task_and_provenance(textlm_run, textlm_export):
     assert provenance["partition"] == 0 and provenance["client"].startswith("stdlib:")
     assert provenance["method"] == "fedit" and provenance["personal"] is True
     assert provenance["calibration"]["data"] == "client train split"
+    assert provenance["calibration"]["weight_rounding"] == "gptq"
     assert manifest["rounding"] == "double"
 
 
@@ -78,13 +79,15 @@ def test_bundle_reproduces_the_export_figures(textlm_export):
     assert bundle.model.flash_bytes() == textlm_export.flash
 
 
-# Top-1 agreement of int8 with float predictions. The int8 logits step is (logit range) /
-# 255 ≈ 0.05–0.07 here, and 5–10% of these models' next-character predictions have their
-# two best logits closer than that, so some disagreement is inherent to int8 activations;
-# how much depends on how decided the model is. Measured: about 99.0% on this small
-# setup, 96.0–96.8% on six clients of the full-size default run (the accuracy moves by at
-# most 0.2 points). The issue's 99% holds on the MLP tasks, not on textlm (see the README's figures).
-TEXTLM_AGREEMENT = 0.98
+# Top-1 agreement of int8 with float predictions. Every int8 activation is rounded at a
+# step of its range / 255, and 5–10% of these models' next-character predictions have their
+# two best logits closer than the error that leaves on the logits, so some disagreement is
+# inherent to int8 activations; how much depends on how decided the model is. Measured
+# (figures in fedlora.export.convert): 99.4% on this small setup; on six clients of the
+# full-size default run 96.3–97.2% (96.0–96.8% before input folding, balanced
+# intermediates and GPTQ), accuracy within 0.7 points. The issue's 99% holds on the MLP
+# tasks; on the full-size textlm it needs 16-bit activations (about 99.1% simulated).
+TEXTLM_AGREEMENT = 0.99
 MLP_AGREEMENT = 0.99
 
 
@@ -145,6 +148,7 @@ def test_base_missing_from_the_cache(textlm_run, tmp_path):
     ({"calibration": "private"}, "--calibration"),
     ({"calibration_samples": 0}, "--calibration-samples"),
     ({"rounding": "stochastic"}, "--rounding"),
+    ({"weight_rounding": "stochastic"}, "weight rounding"),
     ({"name": "1bad-name"}, "C identifier"),
     ({"sign_key_pem": b"not a key"}, "--sign-key"),
 ])
