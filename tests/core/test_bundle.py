@@ -3,7 +3,6 @@
 import json
 from functools import cached_property
 
-import numpy as np
 import pytest
 import torch
 from torch import nn
