@@ -145,7 +145,8 @@ class AdapterFederation(Strategy):
         return accepted, rejected
 
     def _entry(self, server_round: int, kind: str, replies: list[Message], accepted: list[Accepted], rejected: list[dict]) -> dict:
-        bytes_up = sum(message_bytes(reply) for reply in replies)
+        sizes = [message_bytes(reply) for reply in replies]
+        bytes_up = sum(sizes)
         # the tensors alone, without Flower's framing: what a leaner transport could send
         payload_up = sum(
             array.numpy().nbytes
@@ -170,21 +171,21 @@ class AdapterFederation(Strategy):
             "personal": spread([a.metrics["personal"] for a in accepted if "personal" in a.metrics]),
             "global": spread([a.metrics["global"] for a in accepted if "global" in a.metrics]),
             "base": spread([a.metrics["base"] for a in accepted if "base" in a.metrics]),
-            **self._links(replies),
+            **self._links(replies, sizes),
         }
 
-    def _links(self, replies: list[Message]) -> dict:
+    def _links(self, replies: list[Message], sizes: list[int]) -> dict:
         """Each reply's bytes as time on its device's uplink, and who went over its limits.
 
         Limits judge the update a client sends; the downlink (which includes the one-time
         base download) is reported as time only.
         """
         rows = []
-        for reply in replies:
+        for reply, size in zip(replies, sizes):
             plan = self.plans.get(reply.metadata.src_node_id)
             if plan is None or plan.link is None:
                 continue
-            up = airtime(message_bytes(reply), plan.link)
+            up = airtime(size, plan.link)
             down = airtime(self._round.down_by_node.get(plan.node_id, 0), plan.link)
             rows.append(
                 {
