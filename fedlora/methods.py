@@ -19,9 +19,11 @@ on the client between rounds, in its persistent state.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from fedlora.adapters.config import Variant
-from fedlora.adapters.model import GLOBAL, is_adapter_key
+from fedlora.adapters.keys import A, B, R, is_adapter_key, split_key
+from fedlora.adapters.model import GLOBAL
 from fedlora.errors import FedloraError
 
 
@@ -34,29 +36,46 @@ class Method:
     federated: tuple[str, ...]
     #: whether the aggregate equals Σ p_k·B_k·A_k (None: not defined for this method)
     exact: bool | None
-    #: each client may train its own rank
-    heterogeneous_rank: bool = False
+    #: the server's rule: ``mean`` of the travelling tensors, or ``product`` — the mean of
+    #: each layer's ΔW = s·B·A, handed back truncated to each client's rank
+    rule: Literal["mean", "product"] = "mean"
 
     @property
     def is_baseline(self) -> bool:
         return self.name in BASELINES
 
+    @property
+    def dense(self) -> bool:
+        """The whole dense model trains and travels (full-model FedAvg): no adapters, no base."""
+        return self.variant is None
+
+    @property
+    def trains_alone(self) -> bool:
+        """Adapters train, nothing travels (the local-only baseline)."""
+        return self.variant is not None and not self.federated
+
+    @property
+    def heterogeneous_rank(self) -> bool:
+        """Each client may train its own rank and layers: only products of different ranks
+        can be averaged."""
+        return self.rule == "product"
+
     def travels(self, key: str) -> bool:
         """Whether the model tensor ``key`` is exchanged with the server: for adapter
         methods, the federated tensors of the global adapter; for ``full``, everything."""
-        if self.variant is None:
+        if self.dense:
             return True
-        return is_adapter_key(key, GLOBAL) and key.rpartition(".")[2] in self.federated
+        return is_adapter_key(key, GLOBAL) and split_key(key).tensor in self.federated
 
 
 METHODS: dict[str, Method] = {
     method.name: method
     for method in (
-        Method("fedit", "lora", ("lora_A", "lora_B"), exact=False),
-        Method("ffa", "lora-fa", ("lora_B",), exact=True),
-        Method("core", "core", ("lora_R",), exact=True),
-        Method("fedsa", "lora", ("lora_A",), exact=None),
-        Method("flexlora", "lora", ("lora_A", "lora_B"), exact=True, heterogeneous_rank=True),
+        Method("fedit", "lora", (A, B), exact=False),
+        Method("ffa", "lora-fa", (B,), exact=True),
+        Method("core", "core", (R,), exact=True),
+        Method("fedsa", "lora", (A,), exact=None),
+        Method("flexlora", "lora", (A, B), exact=True, rule="product"),
         Method("local", "lora", (), exact=None),
         Method("full", None, (), exact=None),
     )

@@ -10,6 +10,19 @@ number of examples; a layer's update is ΔW_k = s·B_k·R_k·A_k (R = I unless c
   back the best rank-r_k approximation of ΔW (truncated SVD) as factors.
 
 ``aggregation_error`` measures, per layer, ‖ΔW_agg − Σ p_k·ΔW_k‖_F / ‖Σ p_k·ΔW_k‖_F.
+
+**A lossy downlink.** With ``--wire fp16`` or ``int8`` a client receives the rounded global
+``Q(g)``, not ``g``, trains from there to ``t_k`` and sends ``t_k − Q(g)``. The server keeps
+the unrounded ``g`` and adds the mean of those updates to it::
+
+    g ← g + Σ p_k·(t_k − Q(g))
+
+so the rounding of the downlink is never compounded into the global state: it stays
+``g − Q(g)`` away from what a client could hold, whatever the number of rounds. Clients
+trained ``Q(g) + update``, so the exact target Σ p_k·ΔW_k is taken at ``Q(g)`` while the
+new global sits at ``g``: that is why ffa and core — exact in fp32 — report a small non-zero
+aggregation error under int8 (the downlink's rounding, ``(g − Q(g))·A`` per layer for ffa),
+not a loss in aggregation.
 """
 
 from __future__ import annotations
@@ -17,6 +30,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import numpy as np
+
+from fedlora.adapters.keys import A, B, R, is_adapter_key, split_key
 
 Tensors = dict[str, np.ndarray]
 
@@ -40,21 +55,19 @@ def weighted_mean_update(
     return result
 
 
-def layer_of(key: str) -> str:
-    """``blocks.0.attn.q.adapters.global.lora_A`` → ``blocks.0.attn.q``."""
-    return key.split(".adapters.", 1)[0]
-
-
 def layer_products(tensors: Mapping[str, np.ndarray], scaling: float) -> dict[str, np.ndarray]:
     """ΔW = s·B·R·A (float64) of every layer whose A and B are in ``tensors``."""
     products = {}
     for key in tensors:
-        if key.endswith(".lora_A"):
-            prefix = key[: -len("lora_A")]
-            b = tensors[prefix + "lora_B"].astype(np.float64)
-            if prefix + "lora_R" in tensors:
-                b = b @ tensors[prefix + "lora_R"].astype(np.float64)
-            products[layer_of(key)] = scaling * b @ tensors[key].astype(np.float64)
+        if not is_adapter_key(key):
+            continue
+        name = split_key(key)
+        if name.tensor != A:
+            continue
+        b = tensors[name.sibling(B)].astype(np.float64)
+        if name.sibling(R) in tensors:
+            b = b @ tensors[name.sibling(R)].astype(np.float64)
+        products[name.layer] = scaling * b @ tensors[key].astype(np.float64)
     return products
 
 
@@ -76,12 +89,3 @@ def relative_errors(aggregated: Mapping[str, np.ndarray], target: Mapping[str, n
         norm = np.linalg.norm(exact)
         errors[layer] = float(np.linalg.norm(aggregated[layer] - exact) / norm) if norm > 0 else 0.0
     return errors
-
-
-def truncated_factors(product: np.ndarray, rank: int, scaling: float) -> tuple[np.ndarray, np.ndarray]:
-    """Balanced factors (B, A) with s·B·A = the best rank-``rank`` approximation of ``product``."""
-    u, s, vh = np.linalg.svd(product / scaling, full_matrices=False)
-    root = np.sqrt(s[:rank])
-    b = u[:, :rank] * root  # (m, r)
-    a = root[:, None] * vh[:rank]  # (r, n)
-    return b.astype(np.float32), a.astype(np.float32)

@@ -1,11 +1,13 @@
-"""The server's global state and how each method updates it (the strategy's hooks).
+"""The server's global state and how each method updates it (the strategy's one hook).
 
-Two shapes cover every method:
+Every method's state answers the same :class:`GlobalState` protocol; the method's
+``rule`` picks the shape:
 
-- :class:`LinearGlobal` — the global *tensors* that travel; each client receives the same
-  ones and the new global is their weighted mean (fedit, ffa, core, fedsa, full).
-- :class:`ProductGlobal` — the global *update* ΔW of each layer; each client receives the
-  best approximation of rank r_k of it as factors (flexlora).
+- :class:`LinearGlobal` (rule ``mean``) — the global *tensors* that travel; each client
+  receives the same ones and the new global is their weighted mean (fedit, ffa, core,
+  fedsa, and the baselines full and local).
+- :class:`ProductGlobal` (rule ``product``) — the global *update* ΔW of each layer; each
+  client receives the best approximation of rank r_k of it as factors (flexlora).
 
 Both report the per-layer aggregation error against Σ p_k·ΔW_k where it is defined.
 """
@@ -14,16 +16,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
+from fedlora.adapters.keys import A, B, delta_key, is_adapter_key, split_key
+from fedlora.lowrank import truncated_factors
 from fedlora.methods import Method
 from fedlora.server.aggregation import (
     Tensors,
-    layer_of,
     layer_products,
     relative_errors,
-    truncated_factors,
     weighted_mean_update,
     weighted_products,
 )
@@ -39,6 +42,19 @@ class ClientResult:
 
     def trained(self) -> Tensors:
         return {key: self.sent[key] + self.update[key] for key in self.update}
+
+
+class GlobalState(Protocol):
+    def tensors_for(self, rank: int, targets: str | None = None) -> Tensors:
+        """The global tensors a client of this rank and these adapted layers receives."""
+
+    def apply(self, results: list[ClientResult]) -> dict[str, float] | None:
+        """Aggregate one round's accepted results; the aggregation error per layer (None
+        where the method defines none)."""
+
+    @property
+    def tensors(self) -> Tensors:
+        """The whole state, as saved at the end of a run."""
 
 
 class LinearGlobal:
@@ -64,25 +80,37 @@ class LinearGlobal:
 class ProductGlobal:
     """FlexLoRA: ΔW per layer, truncated per client rank; each client gets the layers its
     device adapts. Until a layer has been trained, clients start from the shared seeded
-    initialisation at their rank. A layer's ΔW is averaged over the clients that adapted it."""
+    initialisation at their rank. A layer's ΔW is averaged over the clients that adapted it.
+
+    What a (rank, targets) receives is computed once per state (one SVD per layer), shared
+    by every client that asks for it and by the aggregation error of :meth:`apply`.
+    """
 
     def __init__(self, initial_at_rank: Callable[[int, str | None], Tensors], scaling: float):
         self.initial_at_rank = initial_at_rank  # (rank, adapter targets) -> the seeded adapters
         self.scaling = scaling
         self.products: dict[str, np.ndarray] = {}
+        self._received: dict[tuple[int, str | None], Tensors] = {}
 
     def tensors_for(self, rank: int, targets: str | None = None) -> Tensors:
+        if (rank, targets) not in self._received:
+            self._received[rank, targets] = self._factors(rank, targets)
+        return self._received[rank, targets]
+
+    def _factors(self, rank: int, targets: str | None) -> Tensors:
         tensors = dict(self.initial_at_rank(rank, targets))
         for key in tensors:
-            if key.endswith(".lora_A") and layer_of(key) in self.products:
-                prefix = key[: -len("lora_A")]
-                b, a = truncated_factors(self.products[layer_of(key)], rank, self.scaling)
-                tensors[prefix + "lora_B"], tensors[key] = _pad(b, rank, axis=1), _pad(a, rank, axis=0)
+            if not is_adapter_key(key):
+                continue
+            name = split_key(key)
+            if name.tensor == A and name.layer in self.products:
+                tensors[name.sibling(B)], tensors[key] = truncated_factors(self.products[name.layer], rank, self.scaling)
         return tensors
 
     def apply(self, results: list[ClientResult]) -> dict[str, float]:
         weights = [result.weight for result in results]
         self.products.update(weighted_products([layer_products(r.trained(), self.scaling) for r in results], weights))
+        self._received.clear()
         # The aggregate itself is exact; what a client receives loses what its rank cannot hold.
         errors: dict[str, list[tuple[float, float]]] = {}
         for result in results:
@@ -93,14 +121,4 @@ class ProductGlobal:
 
     @property
     def tensors(self) -> Tensors:
-        return {f"{layer}.delta": product.astype(np.float32) for layer, product in self.products.items()}
-
-
-def _pad(factor: np.ndarray, rank: int, axis: int) -> np.ndarray:
-    """Zero-pad a factor to ``rank`` along ``axis`` (when the layer is smaller than the rank)."""
-    missing = rank - factor.shape[axis]
-    if missing <= 0:
-        return factor
-    widths = [(0, 0), (0, 0)]
-    widths[axis] = (0, missing)
-    return np.pad(factor, widths)
+        return {delta_key(layer): product.astype(np.float32) for layer, product in self.products.items()}

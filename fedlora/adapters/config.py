@@ -7,9 +7,6 @@ from typing import Any, Literal
 
 from fedlora.errors import FedloraError
 
-#: every adapter tensor's own name starts with this, so adapter state is a name filter
-ADAPTER_PREFIX = "lora_"
-
 Variant = Literal["lora", "lora-fa", "core"]
 VARIANTS: tuple[str, ...] = ("lora", "lora-fa", "core")
 

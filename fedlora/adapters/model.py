@@ -1,8 +1,8 @@
 """Attach adapters to a whole model and move their state in and out by name.
 
-Adapter tensors are named ``<layer>.adapters.<adapter>.lora_<X>``: the adapter state of a
-model is the subset of its ``state_dict`` whose last name component starts with
-``lora_``, optionally narrowed to one adapter. Names, never positions, identify tensors.
+Adapter tensors are named by the grammar of :mod:`fedlora.adapters.keys`: the adapter
+state of a model is the subset of its ``state_dict`` whose names are adapter keys,
+optionally narrowed to one adapter. Names, never positions, identify tensors.
 """
 
 from __future__ import annotations
@@ -12,19 +12,14 @@ import re
 import torch
 from torch import nn
 
-from fedlora.adapters.config import ADAPTER_PREFIX, AdapterConfig
+from fedlora.adapters.config import AdapterConfig
+from fedlora.adapters.keys import is_adapter_key
 from fedlora.adapters.layer import AdaptedLinear
 from fedlora.errors import FedloraError
 from fedlora.factorize import FactorizedLinear, replace_module
 
 GLOBAL = "global"
 PERSONAL = "personal"
-
-
-def is_adapter_key(key: str, adapter: str | None = None) -> bool:
-    if not key.rpartition(".")[2].startswith(ADAPTER_PREFIX):
-        return False
-    return adapter is None or f".adapters.{adapter}." in key
 
 
 def adapted_layers(model: nn.Module) -> dict[str, AdaptedLinear]:

@@ -6,10 +6,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fedlora.methods import METHODS
+from fedlora.lowrank import truncated_factors
 from fedlora.server.aggregation import (
     layer_products,
     relative_errors,
-    truncated_factors,
     weighted_mean_update,
     weighted_products,
 )
