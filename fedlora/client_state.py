@@ -5,17 +5,20 @@
 - the error-feedback residual of its compressed updates.
 
 Flower's ``Context.state`` would be pickled on every call in simulation, so the state
-lives in one safetensors file per client instead (no pickle), written atomically.
+lives in one safetensors file per client instead (no pickle), written atomically. It is
+in the core because two sides read it: the client between rounds, and ``fedlora export``
+to rebuild a client's personalized model.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from safetensors.numpy import load_file, save_file
+
+from fedlora.run_layout import client_state_file
 
 RESIDUAL = "residual/"
 
@@ -28,7 +31,7 @@ class ClientState:
 
     @classmethod
     def load(cls, directory: Path, client_name: str) -> ClientState:
-        path = directory / (re.sub(r"[^A-Za-z0-9_.-]", "_", client_name) + ".safetensors")
+        path = client_state_file(directory, client_name)
         if not path.is_file():
             return cls(path)
         tensors = load_file(path)

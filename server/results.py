@@ -1,7 +1,8 @@
 """What a run records: one JSON line per round, and a summary at the end.
 
-Written to ``<out>/<run>/rounds.jsonl`` and ``<out>/<run>/summary.json`` as the run goes,
-so a run that stops halfway still leaves its rounds behind.
+Written to the run's folder (:class:`~fedlora.run_layout.RunLayout`: ``rounds.jsonl`` as
+the run goes, ``summary.json`` at the end), so a run that stops halfway still leaves its
+rounds behind.
 """
 
 from __future__ import annotations
@@ -10,8 +11,9 @@ import json
 import statistics
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
+
+from fedlora.run_layout import RunLayout
 
 
 def spread(values: list[float]) -> dict[str, float] | None:
@@ -29,23 +31,23 @@ def spread(values: list[float]) -> dict[str, float] | None:
 
 @dataclass
 class RunRecorder:
-    directory: Path
+    layout: RunLayout
     on_record: Callable[[dict[str, Any]], None] | None = None
     rounds: list[dict[str, Any]] = field(default_factory=list)
     cumulative_bytes: int = 0
 
     def __post_init__(self) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        (self.directory / "rounds.jsonl").write_text("")
+        self.layout.directory.mkdir(parents=True, exist_ok=True)
+        self.layout.rounds.write_text("")
 
     def record(self, entry: dict[str, Any]) -> None:
         self.cumulative_bytes += entry["bytes_up"] + entry["bytes_down"]
         entry["cumulative_bytes"] = self.cumulative_bytes
         self.rounds.append(entry)
-        with open(self.directory / "rounds.jsonl", "a") as stream:
+        with open(self.layout.rounds, "a") as stream:
             stream.write(json.dumps(entry) + "\n")
         if self.on_record is not None:
             self.on_record(entry)
 
     def write_summary(self, summary: dict[str, Any]) -> None:
-        (self.directory / "summary.json").write_text(json.dumps(summary, indent=2))
+        self.layout.summary.write_text(json.dumps(summary, indent=2))

@@ -11,18 +11,20 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from fedlora.run_layout import InvocationLayout
 from fedlora.settings import FederationSettings
 from fedlora.simulations.quiet import output_to_log
 from fedlora.simulations.report import comparison_rows, plot, print_devices, print_table, write_summary
 from fedlora.simulations.simulate import simulate
 
 
-def prepare(settings: FederationSettings, err_console: Console) -> None:
+def prepare(settings: FederationSettings, err_console: Console) -> str:
+    """Build (or find) the base; returns the task's primary metric."""
     import torch
 
-    from fedlora.cli.progress import phase_progress
     from fedlora.participant import task_of
     from fedlora.server.federation import base_for
+    from fedlora.terminal import phase_progress
 
     torch.set_num_threads(1)
     task = task_of(settings)
@@ -30,15 +32,16 @@ def prepare(settings: FederationSettings, err_console: Console) -> None:
     with phase_progress() as start:
         result = base_for(settings, progress=start)
     err_console.print(f"base {result.bundle.id[:12]} ({result.bundle.size_bytes:,} bytes){' from cache' if result.cached else ''}")
+    return task.primary_metric
 
 
 def run_invocation(runs: list[FederationSettings], console: Console, err_console: Console) -> list[dict]:
     first = runs[0]
-    out = Path(first.out)
-    prepare(first, err_console)
+    layout = InvocationLayout(Path(first.out))
+    metric = prepare(first, err_console)
     summaries = []
     for settings in runs:
-        with output_to_log(out / "flower.log") as terminal:
+        with output_to_log(layout.flower_log) as terminal:
             with Progress(
                 TextColumn(f"{settings.name:>10}"),
                 BarColumn(),
@@ -59,11 +62,12 @@ def run_invocation(runs: list[FederationSettings], console: Console, err_console
                     progress.update(bar, advance=1, status=f"{entry['kind']} {entry['round']}: {status}")
 
                 summaries.append(simulate(settings, on_record))
-    metric = "accuracy"
     rows = comparison_rows(summaries)
     print_table(rows, metric, console)
     print_devices(summaries, console)
-    plot_path = plot(out, metric)
-    summary_path = write_summary(out, summaries, rows)
-    console.print(f"results in {out}/ (summary {summary_path.name}, plot {plot_path.name}, Flower's log flower.log)")
+    plot(layout, metric)
+    write_summary(layout, summaries, rows)
+    console.print(
+        f"results in {layout.out}/ (summary {layout.summary.name}, plot {layout.plot.name}, Flower's log {layout.flower_log.name})"
+    )
     return summaries

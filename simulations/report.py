@@ -13,6 +13,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from fedlora.run_layout import InvocationLayout
+
 
 def _final(summary: dict[str, Any], key: str) -> float | None:
     final = summary.get("final") or {}
@@ -107,35 +109,35 @@ def print_devices(summaries: list[dict[str, Any]], console: Console) -> None:
             console.print(f"excluded {excluded['client']} ({excluded.get('profile') or 'no profile'}): {excluded['reason']}")
 
 
-def plot(out: Path, metric: str) -> Path:
-    """Personalized metric against cumulative bytes, one line per run in ``out``."""
+def plot(layout: InvocationLayout, metric: str) -> Path:
+    """Personalized metric against cumulative bytes, one line per run of the invocation."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     figure, axis = plt.subplots(figsize=(10, 5))
-    for rounds_file in sorted(out.glob("*/rounds.jsonl")):
-        rounds = [json.loads(line) for line in rounds_file.read_text().splitlines() if line]
+    for run in layout.runs():
+        rounds = [json.loads(line) for line in run.rounds.read_text().splitlines() if line]
         points = [(r["cumulative_bytes"], r["personal"]["mean"]) for r in rounds if r.get("personal") and r["kind"] == "train"]
         final = [(r["cumulative_bytes"], r["personal"]["mean"]) for r in rounds if r.get("personal") and r["kind"] == "final"]
         if points:
-            (line,) = axis.plot(*zip(*points), marker="o", markersize=3, alpha=0.6, label=f"{rounds_file.parent.name} (sampled clients)")
+            (line,) = axis.plot(*zip(*points), marker="o", markersize=3, alpha=0.6, label=f"{run.name} (sampled clients)")
             if final:  # the evaluation of every client after the last round
-                axis.plot(*zip(*final), marker="*", markersize=14, linestyle="none", color=line.get_color(), label=f"{rounds_file.parent.name}, all clients")
+                axis.plot(*zip(*final), marker="*", markersize=14, linestyle="none", color=line.get_color(), label=f"{run.name}, all clients")
     axis.set_xscale("log")
     axis.set_xlabel("cumulative bytes on the wire (up + down, incl. base download)")
     axis.set_ylabel(f"personalized {metric} (mean over clients)")
     axis.grid(True, which="both", alpha=0.3)
     axis.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))  # beside the plot, never over it
     figure.tight_layout()
-    path = out / "metric_vs_bytes.png"
+    path = layout.plot
     figure.savefig(path, dpi=120)
     plt.close(figure)
     return path
 
 
-def write_summary(out: Path, summaries: list[dict[str, Any]], rows: list[dict[str, Any]]) -> Path:
-    path = out / "summary.json"
+def write_summary(layout: InvocationLayout, summaries: list[dict[str, Any]], rows: list[dict[str, Any]]) -> Path:
+    path = layout.summary
     path.write_text(json.dumps({"runs": summaries, "comparison": rows}, indent=2))
     return path

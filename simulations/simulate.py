@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from fedlora.errors import FedloraError
+from fedlora.run_layout import InvocationLayout
 from fedlora.settings import FederationSettings
 
 
@@ -32,7 +33,7 @@ def simulate(
     cpus: int | None = None,
     client_mods: list | None = None,
 ) -> dict[str, Any]:
-    """Run one federation; returns its summary (also written to ``<out>/<run>/summary.json``)."""
+    """Run one federation; returns its summary (also written to the run's folder)."""
     os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
@@ -41,7 +42,8 @@ def simulate(
     from fedlora.client.app import make_client_app
     from fedlora.server.app import make_server_app
 
-    summary_path = Path(settings.out) / settings.name / "summary.json"
+    layout = InvocationLayout(Path(settings.out))
+    summary_path = layout.run(settings.name).summary
     summary_path.unlink(missing_ok=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # run_simulation's deprecation notice: `flwr run` is the CLI path
@@ -52,5 +54,5 @@ def simulate(
             backend_config=backend_config(cpus or os.cpu_count() or 1),
         )
     if not summary_path.is_file():
-        raise FedloraError(f"run {settings.name!r} ended without a summary; see {Path(settings.out) / 'flower.log'}")
+        raise FedloraError(f"run {settings.name!r} ended without a summary; see {layout.flower_log}")
     return json.loads(summary_path.read_text())

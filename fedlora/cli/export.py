@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -10,9 +9,10 @@ import typer
 from rich.table import Table
 
 from fedlora.cli import options
-from fedlora.cli.console import console
+from fedlora.terminal import console
 from fedlora.cli.run import comparison_table, memory_table, read_key
 from fedlora.errors import FedloraError
+from fedlora.run_layout import safe_name
 
 
 def export(
@@ -45,7 +45,7 @@ def export(
 
     who = client if client is not None else (f"partition-{partition}" if partition is not None else None)
     label = "base" if base_only and who is None else (f"base-{who}" if base_only else who)
-    out = out if out is not None else run / "export" / re.sub(r"[^A-Za-z0-9_.-]", "_", label)
+    out = out if out is not None else run / "export" / safe_name(label)
     export_options = ExportOptions(
         out=out, calibration=calibration, calibration_samples=calibration_samples, rounding=rounding,
         sign_key_pem=read_key(sign_key, "--sign-key"), reference=reference, name=name, seed=seed,

@@ -1,14 +1,11 @@
 """Rebuild a client's personalized torch model from what a federation run left on disk.
 
-A run directory ``<out>/<run>/`` (what ``fedlora simulate`` writes) holds
-
-* ``summary.json`` — the run's settings (``settings``), task and base id (``base.id``);
-* ``global.safetensors`` — the final global adapter tensors that travel (for flexlora,
-  the aggregated update ``<layer>.delta`` = s·B·A of every trained layer instead);
-
-and each client's kept tensors (a ``--personal`` adapter, fedsa's B, the local
-baseline's adapters) are in ``<out>/client-state/<run>/<client>.safetensors``. The base
-bundle is found in the cache by its id. The personalized model is the base + the global
+A run's folder (:mod:`fedlora.run_layout`) holds its summary — the run's settings, task and
+base id — and its final global state: the global adapter tensors that travel (for
+flexlora, the aggregated update ``<layer>.delta`` = s·B·A of every trained layer instead).
+Each client's kept tensors (a ``--personal`` adapter, fedsa's B, the local baseline's
+adapters) are in the run's client-state folder. The base bundle is found in the cache by
+its id. The personalized model is the base + the global
 adapter as the client last received it + the client's kept tensors, exactly as the
 client's final evaluation builds it.
 """
@@ -28,23 +25,24 @@ from safetensors.numpy import load_file
 from torch import nn
 
 from fedlora.adapters import GLOBAL, load_adapter_state
+from fedlora.adapters.keys import A, B, adapter_key, layer_of, layer_of_delta
 from fedlora.bundle import MANIFEST, BaseBundle, read_base_bundle
 from fedlora.cache import cache_root
+from fedlora.client_state import ClientState
 from fedlora.errors import FedloraError
+from fedlora.lowrank import truncated_factors
 from fedlora.methods import get_method
 from fedlora.participant import adapted_model, base_model, task_of
+from fedlora.run_layout import SUMMARY, RunLayout
 from fedlora.settings import FederationSettings
 from fedlora.tasks.base import Partition, Task
-
-SUMMARY = "summary.json"
-GLOBAL_FILE = "global.safetensors"
 
 
 @dataclass
 class RunSource:
     """One finished run, opened: settings, task, base, and the chosen client (if any)."""
 
-    run_dir: Path
+    layout: RunLayout
     summary: dict[str, Any]
     settings: FederationSettings
     task: Task
@@ -62,7 +60,8 @@ class RunSource:
 def open_run(run_dir: str | Path, cache_dir: str | Path | None = None) -> RunSource:
     """Read a run's summary, rebuild its task, and find its base bundle in the cache."""
     run_dir = Path(run_dir)
-    summary_path = run_dir / SUMMARY
+    layout = RunLayout(run_dir)
+    summary_path = layout.summary
     if not summary_path.is_file():
         raise FedloraError(f"{run_dir} has no {SUMMARY}: pass the folder of one finished run, e.g. runs/latest/fedit")
     try:
@@ -89,7 +88,7 @@ def open_run(run_dir: str | Path, cache_dir: str | Path | None = None) -> RunSou
         )
     cache = cache_root(cache_dir or settings.cache_dir or None)
     bundle = find_base(summary["base"]["id"], cache)
-    return RunSource(run_dir, summary, settings, task, bundle)
+    return RunSource(layout, summary, settings, task, bundle)
 
 
 def find_base(base_id: str, cache: Path) -> BaseBundle:
@@ -135,43 +134,39 @@ def personalized_model(source: RunSource, base_only: bool = False, state_dir: st
     settings = source.settings
     global_tensors = _global_tensors(source)
     kept = _kept_tensors(source, state_dir) if source.client_index is not None else {}
-    layers = sorted({key.split(".adapters.", 1)[0] for key in [*global_tensors, *kept]})
+    layers = sorted({layer_of(key) for key in [*global_tensors, *kept]})
     targets = "^(" + "|".join(re.escape(layer) for layer in layers) + ")$" if layers else None
     model = adapted_model(settings, source.bundle, source.task, targets=targets)
     load_adapter_state(model, global_tensors)
     load_adapter_state(model, kept)
-    if source.client_index is None and (settings.personal or not get_method(settings.method).federated):
+    if source.client_index is None and (settings.personal or get_method(settings.method).trains_alone):
         source.notes.append("no client chosen: the global adapter only, without any client's kept tensors")
     return model.eval()
 
 
 def _global_tensors(source: RunSource) -> dict[str, torch.Tensor]:
-    path = source.run_dir / GLOBAL_FILE
+    path = source.layout.global_state
     if not path.is_file():
         raise FedloraError(f"{path} is missing: the run did not finish (the server writes it after the last round)")
     tensors = load_file(path)
     settings = source.settings
-    if settings.method == "flexlora":
-        tensors = _flexlora_factors(tensors, settings)
+    if get_method(settings.method).rule == "product":
+        tensors = _received_factors(tensors, settings)
     source.notes.append(f"global adapter: {len(tensors)} tensors from {path}")
     return {key: torch.from_numpy(np.array(value, dtype=np.float32)) for key, value in tensors.items()}
 
 
-def _flexlora_factors(products: dict[str, np.ndarray], settings: FederationSettings) -> dict[str, np.ndarray]:
-    """What a flexlora client receives: the rank-r truncated SVD of each ``<layer>.delta``."""
-    from fedlora.server.aggregation import truncated_factors  # the server's own rule
-
-    scaling, rank = settings.alpha / settings.rank, settings.rank
+def _received_factors(products: dict[str, np.ndarray], settings: FederationSettings) -> dict[str, np.ndarray]:
+    """What a client of a product-rule run (flexlora) receives: the rank-r truncated SVD of
+    each ``<layer>.delta``, by the server's own rule."""
     factors = {}
     for key, product in products.items():
-        if not key.endswith(".delta"):
-            raise FedloraError(f"flexlora global state has an unexpected tensor {key!r}")
-        layer = key.removesuffix(".delta")
-        b, a = truncated_factors(product, rank, scaling)
-        # A layer smaller than the rank gets zero-padded factors, as the server sends them.
-        b = np.pad(b, [(0, 0), (0, rank - b.shape[1])])
-        a = np.pad(a, [(0, rank - a.shape[0]), (0, 0)])
-        factors[f"{layer}.adapters.{GLOBAL}.lora_B"], factors[f"{layer}.adapters.{GLOBAL}.lora_A"] = b, a
+        try:
+            layer = layer_of_delta(key)
+        except ValueError as exc:
+            raise FedloraError(f"{settings.method} global state has an unexpected tensor {key!r}") from exc
+        b, a = truncated_factors(product, settings.rank, settings.alpha / settings.rank)
+        factors[adapter_key(layer, GLOBAL, B)], factors[adapter_key(layer, GLOBAL, A)] = b, a
     return factors
 
 
@@ -180,9 +175,7 @@ def settings_method(source: RunSource) -> str:
 
 
 def _kept_tensors(source: RunSource, state_dir: str | Path | None) -> dict[str, torch.Tensor]:
-    from fedlora.client.state import ClientState  # the client's own reader: one naming rule
-
-    directory = Path(state_dir) if state_dir is not None else source.run_dir.parent / "client-state" / source.run_dir.name
+    directory = Path(state_dir) if state_dir is not None else source.layout.client_state
     state = ClientState.load(directory, source.client_name)
     if not state.path.is_file():
         source.notes.append(
