@@ -1,15 +1,7 @@
 """One client's part of a round: load what arrived, train locally, return the update.
 
-The ClientApp (``client/app.py``) only unpacks Flower messages and calls these functions.
-
-Message contents (name-keyed; ``server/strategy.py`` is the sending side):
-
-- from the server: ``global`` (ArrayRecord: the tensors that travel, in the run's wire
-  format), ``config`` (ConfigRecord: ``server-round``, ``base-id``, ``rank``) and, on first
-  contact only, ``base`` (ArrayRecord: the base bundle's files as uint8 arrays);
-- to the server after training: ``update`` (ArrayRecord: trained − received, in the wire
-  format, with error feedback) and ``metrics`` (``num-examples``; ``loss``; ``global``, the
-  task metric of what arrived; ``personal``, the metric after local training).
+The ClientApp (``client/app.py``) only hands Flower messages to these functions; what the
+messages hold is :mod:`fedlora.protocol`'s, read and built through it.
 
 The ``global`` metric includes what the method keeps on the client (fedsa's B) but not a
 ``--personal`` adapter; ``personal`` includes everything the client would deploy.
@@ -24,22 +16,24 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from flwr.app import ConfigRecord, MetricRecord, RecordDict
+from flwr.app import RecordDict
 from torch import nn
 
+from fedlora import protocol
 from fedlora.adapters import PERSONAL, load_adapter_state
-from fedlora.adapters.model import is_adapter_key
+from fedlora.adapters.keys import is_adapter_key
 from fedlora.bundle import BaseBundle, install_bundle, read_base_bundle
 from fedlora.cache import cache_root
+from fedlora.client_state import ClientState
 from fedlora.client.fleet import fleet_assignment
 from fedlora.client.planner import Plan, PlanRefused, plan_for
 from fedlora.client.profiles import load_profile
-from fedlora.client.state import ClientState
 from fedlora.errors import FedloraError
 from fedlora.methods import Method, get_method
 from fedlora.metrics import evaluate
 from fedlora.participant import adapted_model, task_of
-from fedlora.records import from_record, to_record
+from fedlora.protocol import ClientMetrics, Instruction, NodeDescription
+from fedlora.run_layout import InvocationLayout
 from fedlora.settings import FederationSettings
 from fedlora.tasks.base import Partition, Task
 from fedlora.train import TrainConfig, train
@@ -63,7 +57,7 @@ class ClientEnvironment:
         if not 0 <= partition_id < settings.clients:
             raise FedloraError(f"partition-id {partition_id} is outside 0..{settings.clients - 1}")
         cache = cache_root(node_config.get("cache-dir") or settings.cache_dir or None)
-        state = Path(str(node_config.get("state-dir") or Path(settings.out) / "client-state" / settings.name))
+        state = Path(str(node_config.get("state-dir") or InvocationLayout(Path(settings.out)).run(settings.name).client_state))
         profile = node_config.get("profile") or None
         if profile is None and settings.fleet:
             profile = fleet_assignment(settings.fleet, settings.clients, settings.seed)[partition_id]
@@ -76,13 +70,12 @@ def device_plan(settings: FederationSettings, profile: str) -> Plan:
     return plan_for(load_profile(profile), settings)
 
 
-def _bundle(content: RecordDict, env: ClientEnvironment) -> BaseBundle:
+def _bundle(instruction: Instruction, env: ClientEnvironment) -> BaseBundle:
     """The base this round needs: installed from the message, or from this client's cache."""
-    bundle_id = str(content.config_records["config"]["base-id"])
+    bundle_id = instruction.base_id
     received = env.cache_dir / "received"
-    if "base" in content.array_records:
-        files = {name: array.numpy().tobytes() for name, array in content.array_records["base"].items()}
-        return install_bundle(files, bundle_id, received)
+    if instruction.base_files is not None:
+        return install_bundle(instruction.base_files, bundle_id, received)
     if not (received / bundle_id).is_dir():
         raise FedloraError(f"base {bundle_id[:12]} is not in this client's cache; the server must send it again")
     return read_base_bundle(received / bundle_id, expected_id=bundle_id)
@@ -107,7 +100,7 @@ class LocalModel:
         return evaluate(self.model, self.data.test)[self.task.primary_metric]
 
     def load(self, arrays: dict[str, np.ndarray]) -> None:
-        if self.method.variant is None:
+        if self.method.dense:
             self.model.load_state_dict(_as_tensors(arrays))
         else:
             load_adapter_state(self.model, _as_tensors(arrays))
@@ -129,14 +122,14 @@ class LocalModel:
 
     def train(self, settings: FederationSettings, env: ClientEnvironment, seed: int) -> float:
         """Local training, as the device's plan says (micro-batch, optimizer, checkpointing)."""
-        if env.profile is not None and self.method.variant is not None:
+        if env.profile is not None and not self.method.dense:
             config = device_plan(settings, env.profile).train_config
         else:
             config = TrainConfig(steps=settings.local_steps, batch_size=settings.batch_size, lr=settings.lr, optimizer=settings.optimizer)
         return train(self.model, self.data.train, config, seed=seed)
 
 
-def open_local_model(settings: FederationSettings, content: RecordDict, env: ClientEnvironment, measure_base: bool = False):
+def open_local_model(settings: FederationSettings, instruction: Instruction, env: ClientEnvironment, measure_base: bool = False):
     """Build the model, load what arrived and what the method keeps locally.
 
     Returns the local model and, with ``measure_base``, the untouched base's metric
@@ -145,16 +138,15 @@ def open_local_model(settings: FederationSettings, content: RecordDict, env: Cli
     method = get_method(settings.method)
     task = task_of(settings)
     data = task.client(env.partition_id)
-    if method.variant is None:  # the full-model baseline: the dense model, every weight trains
+    if method.dense:  # the full-model baseline: the dense model, every weight trains
         model = task.build_model().requires_grad_(True)
     else:
-        config = content.config_records["config"]
-        model = adapted_model(settings, _bundle(content, env), task, rank=int(config["rank"]), targets=str(config.get("targets", "")) or None)
+        model = adapted_model(settings, _bundle(instruction, env), task, rank=instruction.rank, targets=instruction.targets)
     local = LocalModel(method, task, data, model, ClientState.load(env.state_dir, data.name), {})
-    base_metric = local.metric() if measure_base and method.variant is not None else None
+    base_metric = local.metric() if measure_base and not method.dense else None
     shapes = {key: tuple(value.shape) for key, value in model.state_dict().items() if method.travels(key)}
     try:
-        local.received = decode(from_record(content.array_records["global"]), settings.wire, shapes)
+        local.received = decode(instruction.payload, settings.wire, shapes)
     except FrameError as exc:
         raise FedloraError(f"the global arrays do not fit this client's model: {exc}") from exc
     local.load(local.received)
@@ -162,17 +154,25 @@ def open_local_model(settings: FederationSettings, content: RecordDict, env: Cli
     return local, base_metric
 
 
+#: Local training draws its batches from a seed of (run seed, round, partition), so every
+#: client and round differs and the same run seed repeats the same run. The multipliers
+#: are primes larger than any round count or partition, so no two pairs collide.
+_SEED_STRIDE, _ROUND_STRIDE = 1_000_003, 10_007
+#: the final evaluation fine-tunes as if in a round 0 that no training round uses
+_EVALUATION_ROUND = 0
+
+
 def _round_seed(settings: FederationSettings, server_round: int, partition_id: int) -> int:
-    return (settings.seed * 1_000_003 + server_round * 10_007 + partition_id) % 2**63
+    return (settings.seed * _SEED_STRIDE + server_round * _ROUND_STRIDE + partition_id) % 2**63
 
 
 def train_round(settings: FederationSettings, content: RecordDict, env: ClientEnvironment) -> RecordDict:
     """Train on local data; reply with the update of the travelling tensors and metrics."""
-    local, _ = open_local_model(settings, content, env)
+    instruction = protocol.parse_instruction(content)
+    local, _ = open_local_model(settings, instruction, env)
     before = local.metric()
     local.load_kept(personal_adapter=True)
-    server_round = int(content.config_records["config"]["server-round"])
-    loss = local.train(settings, env, _round_seed(settings, server_round, env.partition_id))
+    loss = local.train(settings, env, _round_seed(settings, instruction.server_round, env.partition_id))
     after = local.metric()
 
     trained = {key: value.detach().numpy() for key, value in local.model.state_dict().items()}
@@ -183,40 +183,34 @@ def train_round(settings: FederationSettings, content: RecordDict, env: ClientEn
     local.state.personal = {key: trained[key].copy() for key in local.kept_keys()}
     local.state.save()
 
-    metrics = MetricRecord({"num-examples": len(local.data.train), "loss": float(loss), "global": before, "personal": after})
-    return RecordDict({"update": to_record(payload), "metrics": metrics})
+    metrics = ClientMetrics(examples=len(local.data.train), loss=float(loss), global_metric=before, personal=after)
+    return protocol.train_reply_content(payload, metrics)
 
 
 def evaluate_round(settings: FederationSettings, content: RecordDict, env: ClientEnvironment) -> RecordDict:
     """Final evaluation: the untouched base, what arrived, and the personalized model
     after the same local fine-tuning as a training round (nothing is kept)."""
-    local, base = open_local_model(settings, content, env, measure_base=True)
-    metrics = {"num-examples": len(local.data.test), "global": local.metric()}
-    if base is not None:
-        metrics["base"] = base
+    local, base = open_local_model(settings, protocol.parse_instruction(content), env, measure_base=True)
+    arrived = local.metric()
     local.load_kept(personal_adapter=True)
-    local.train(settings, env, _round_seed(settings, 0, env.partition_id))
-    metrics["personal"] = local.metric()
-    return RecordDict({"metrics": MetricRecord(metrics)})
+    local.train(settings, env, _round_seed(settings, _EVALUATION_ROUND, env.partition_id))
+    metrics = ClientMetrics(examples=len(local.data.test), global_metric=arrived, personal=local.metric(), base=base)
+    return protocol.evaluate_reply_content(metrics)
 
 
 def describe(settings: FederationSettings, content: RecordDict, env: ClientEnvironment) -> RecordDict:
     """Answer the server's query: who this client is, its device and uplink, and what it
     will train — or, when nothing fits its memory, why not."""
     data = task_of(settings).client(env.partition_id)
-    plan = ConfigRecord({"partition": env.partition_id, "name": data.name, "rank": settings.rank, "examples": len(data.train)})
-    reply = RecordDict({"plan": plan})
-    if env.profile is None or get_method(settings.method).variant is None:
-        return reply
+    description = NodeDescription(partition=env.partition_id, name=data.name, rank=settings.rank, examples=len(data.train))
+    if env.profile is None or get_method(settings.method).dense:
+        return protocol.description_content(description)
     profile = load_profile(env.profile)
-    plan["profile"] = profile.name
-    reply["link"] = ConfigRecord(dataclasses.asdict(profile.uplink))
+    description = dataclasses.replace(description, profile=profile.name, link=profile.uplink)
     try:
         device = device_plan(settings, env.profile)
     except PlanRefused as refused:
-        plan["refused"] = str(refused)
-        return reply
-    plan["rank"] = device.rank
-    plan["targets"] = device.adapter_targets or ""
-    plan["describe"] = device.describe()
-    return reply
+        return protocol.description_content(dataclasses.replace(description, refused=str(refused)))
+    return protocol.description_content(
+        dataclasses.replace(description, rank=device.rank, targets=device.adapter_targets, plan=device.describe())
+    )

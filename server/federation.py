@@ -17,28 +17,28 @@ from typing import Any
 
 import numpy as np
 from safetensors.numpy import save_file
-from flwr.app import ConfigRecord, Message, MessageType, RecordDict
+from flwr.app import ArrayRecord, Message, MessageType
 from flwr.common import log
 from flwr.serverapp import Grid
 
+from fedlora import protocol
 from fedlora.adapters import GLOBAL, adapter_state
 from fedlora.cache import cache_root
 from fedlora.compress import CompressConfig, CompressResult, build_base
 from fedlora.errors import FedloraError
-from fedlora.links import Link
 from fedlora.methods import get_method
 from fedlora.participant import adapted_model, adapter_config, task_of
 from fedlora.pretrain import PretrainConfig, pretrained_model
 from fedlora.rank import RankRule
-from fedlora.records import message_bytes, to_record
-from fedlora.server.global_state import LinearGlobal, ProductGlobal
+from fedlora.records import message_bytes
+from fedlora.run_layout import InvocationLayout
+from fedlora.server.global_state import GlobalState, LinearGlobal, ProductGlobal
 from fedlora.server.results import RunRecorder
-from fedlora.server.strategy import AdapterFederation, NodePlan
+from fedlora.server.strategy import AdapterFederation
+from fedlora.server.validation import NodePlan, Rejected, validate_description
 from fedlora.settings import FederationSettings
 
 REGISTRATION_TIMEOUT = 300.0  # seconds to wait for every expected node
-#: the final global state of a run, next to its rounds and summary (what `fedlora export` reads)
-GLOBAL_FILE = "global.safetensors"
 
 
 def base_for(settings: FederationSettings, progress=None) -> CompressResult:
@@ -57,11 +57,11 @@ def _numpy(tensors) -> dict[str, np.ndarray]:
     return {key: value.detach().numpy().astype(np.float32) for key, value in tensors.items()}
 
 
-def global_state(settings: FederationSettings, base: CompressResult | None):
+def global_state(settings: FederationSettings, base: CompressResult | None) -> GlobalState:
     """The method's global state at round 0."""
     method = get_method(settings.method)
     task = task_of(settings)
-    if method.variant is None:  # full-model FedAvg starts from the pretrained dense model
+    if method.dense:  # full-model FedAvg starts from the pretrained dense model
         dense, _ = pretrained_model(task, PretrainConfig(steps=settings.pretrain_steps), settings.seed, cache_root(settings.cache_dir or None))
         return LinearGlobal(method, _numpy(dense.state_dict()), {}, 1.0)
 
@@ -70,7 +70,7 @@ def global_state(settings: FederationSettings, base: CompressResult | None):
         return _numpy(adapter_state(adapted_model(settings, base.bundle, task, rank=rank, targets=targets), GLOBAL))
 
     scaling = settings.alpha / settings.rank
-    if method.name == "flexlora":
+    if method.rule == "product":
         return ProductGlobal(lambda rank, targets: {k: v for k, v in adapter_tensors(rank, targets).items() if method.travels(k)}, scaling)
     tensors = adapter_tensors(settings.rank)
     travelling = {k: v for k, v in tensors.items() if method.travels(k)}
@@ -89,45 +89,22 @@ def wait_for_nodes(grid: Grid, expected: int, timeout: float = REGISTRATION_TIME
         time.sleep(0.1)
 
 
-def _node_plan(reply: Message, settings: FederationSettings) -> NodePlan:
-    """A node's answer to the handshake, checked; raises ValueError with the reason to exclude it."""
-    if reply.has_error():
-        lines = reply.error.reason.strip().splitlines() or ["no reason given"]
-        raise ValueError(f"client failed: {lines[-1]}")
-    if "plan" not in reply.content.config_records:
-        raise ValueError("no plan in its reply")
-    plan = reply.content.config_records["plan"]
-    name = str(plan.get("name", "?"))
-    if plan.get("refused"):
-        raise ValueError(str(plan["refused"]))
-    rank, targets = int(plan["rank"]), str(plan.get("targets", "")) or None
-    if not get_method(settings.method).heterogeneous_rank and (rank != settings.rank or targets is not None):
-        raise ValueError(f"its device trains rank {rank} on {targets or 'the default layers'}, but {settings.method} needs rank {settings.rank} on every client")
-    link = None
-    if "link" in reply.content.config_records:
-        try:
-            link = Link(**dict(reply.content.config_records["link"]))
-        except TypeError as exc:
-            raise ValueError(f"its uplink description is malformed ({exc})") from exc
-    return NodePlan(reply.metadata.src_node_id, int(plan["partition"]), name, rank, targets, plan.get("profile"), link)
-
-
 def handshake(grid: Grid, nodes: list[int], recorder: RunRecorder, settings: FederationSettings) -> dict[int, NodePlan]:
     """Ask every node who it is, what it will train and over which link. Nodes that fail,
     or whose device cannot fit any plan, are excluded — by name and reason, never silently."""
-    messages = [Message(RecordDict({"config": ConfigRecord({})}), dst_node_id=node, message_type=MessageType.QUERY) for node in nodes]
+    messages = [Message(protocol.query_content(), dst_node_id=node, message_type=MessageType.QUERY) for node in nodes]
     bytes_down = sum(message_bytes(m) for m in messages)
     replies = list(grid.send_and_receive(messages))
+    method = get_method(settings.method)
     plans, excluded = {}, []
     for reply in replies:
-        node = reply.metadata.src_node_id
-        try:
-            plans[node] = _node_plan(reply, settings)
-        except ValueError as reason:
-            record = reply.content.config_records.get("plan", {}) if reply.has_content() else {}
-            client = str(record.get("name", "?"))
-            log(WARNING, "Node %s (%s) is excluded: %s", node, client, reason)
-            excluded.append({"node": node, "client": client, "profile": record.get("profile"), "reason": str(reason)})
+        verdict = validate_description(reply, method, settings.rank)
+        if isinstance(verdict, Rejected):
+            client = verdict.client or "?"
+            log(WARNING, "Node %s (%s) is excluded: %s", verdict.node_id, client, verdict.reason)
+            excluded.append({"node": verdict.node_id, "client": client, "profile": verdict.profile, "reason": verdict.reason})
+            continue
+        plans[verdict.node_id] = verdict
     recorder.record(
         {
             "run": settings.name,
@@ -154,9 +131,10 @@ def handshake(grid: Grid, nodes: list[int], recorder: RunRecorder, settings: Fed
 def run_federation(grid: Grid, settings: FederationSettings, on_record: Callable[[dict], None] | None = None) -> dict[str, Any]:
     method = get_method(settings.method)
     task = task_of(settings)
-    base = None if method.variant is None else base_for(settings)
+    base = None if method.dense else base_for(settings)
     state = global_state(settings, base)
-    recorder = RunRecorder(Path(settings.out) / settings.name, on_record)
+    layout = InvocationLayout(Path(settings.out)).run(settings.name)
+    recorder = RunRecorder(layout, on_record)
     started = time.perf_counter()
     nodes = wait_for_nodes(grid, settings.clients)
     plans = handshake(grid, nodes, recorder, settings)
@@ -168,9 +146,11 @@ def run_federation(grid: Grid, settings: FederationSettings, on_record: Callable
         base_id=None if base is None else base.bundle.id,
         base_files=None if base is None else base.bundle.files(),
     )
-    strategy.start(grid=grid, initial_arrays=to_record(state.tensors), num_rounds=settings.rounds)
+    # The state lives in the strategy (each node gets its own rank's tensors), not in
+    # Flower's arrays: Flower's loop is given none.
+    strategy.start(grid=grid, initial_arrays=ArrayRecord(), num_rounds=settings.rounds)
     summary = summarize(settings, task, base, recorder, time.perf_counter() - started)
-    save_file({k: np.ascontiguousarray(v) for k, v in state.tensors.items()}, recorder.directory / GLOBAL_FILE)
+    save_file({k: np.ascontiguousarray(v) for k, v in state.tensors.items()}, layout.global_state)
     recorder.write_summary(summary)
     log(INFO, "run %s finished", settings.name)
     return summary

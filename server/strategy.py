@@ -12,6 +12,11 @@ One mechanism for every method; the method's own rule is the ``state`` hook
    metrics, the bytes of every message as serialized by Flower, and wall time.
 
 After the last round every client evaluates the final global model (``evaluate``).
+
+The global state lives in the method's :class:`~fedlora.server.global_state.GlobalState`,
+not in the ``ArrayRecord`` Flower's loop passes around: each node receives the tensors for
+its own rank and layers, so the strategy hands Flower no arrays. Each round's outgoing side
+is one :class:`Dispatch`, built when the messages are made and read when the replies come.
 """
 
 from __future__ import annotations
@@ -22,49 +27,46 @@ from dataclasses import dataclass, field
 from logging import INFO, WARNING
 
 import numpy as np
-from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, MetricRecord, RecordDict
+from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, MetricRecord
 from flwr.common import log
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
+from fedlora import protocol
 from fedlora.errors import FedloraError
-from fedlora.links import Link, airtime
+from fedlora.links import airtime
 from fedlora.records import message_bytes, to_record
-from fedlora.server.global_state import ClientResult, LinearGlobal, ProductGlobal
+from fedlora.server.global_state import ClientResult, GlobalState
 from fedlora.server.results import RunRecorder, spread
-from fedlora.server.validation import Accepted, Rejected, validate_evaluate_reply, validate_train_reply
+from fedlora.server.validation import Accepted, NodePlan, Rejected, validate_evaluate_reply, validate_train_reply
 from fedlora.settings import FederationSettings
-from fedlora.wire import decode, encode
-
-
-@dataclass(frozen=True)
-class NodePlan:
-    """What a node told the server about itself when asked: who it is, what it trains
-    (its device may cap the rank and which layers carry adapters), and its uplink."""
-
-    node_id: int
-    partition: int
-    name: str
-    rank: int
-    targets: str | None = None  # None: the run's adapter targets
-    profile: str | None = None
-    link: Link | None = None
+from fedlora.wire import Shapes, decode, encode
 
 
 @dataclass
-class _RoundLog:
+class Dispatch:
+    """One round's messages and what each node was sent."""
+
     started: float
-    bytes_down: int = 0
+    messages: list[Message] = field(default_factory=list)
+    sent: dict[int, dict[str, np.ndarray]] = field(default_factory=dict)  # node -> tensors it received, decoded
+    down_by_node: dict[int, int] = field(default_factory=dict)  # node -> bytes of its message
+    carries_base: set[int] = field(default_factory=set)  # nodes whose message carries the base
     bundle_bytes: int = 0
-    messages_down: int = 0
-    down_by_node: dict[int, int] = field(default_factory=dict)
+
+    @property
+    def bytes_down(self) -> int:
+        return sum(self.down_by_node.values())
+
+    def shapes(self, node: int) -> Shapes:
+        return {key: value.shape for key, value in self.sent.get(node, {}).items()}
 
 
 class AdapterFederation(Strategy):
     def __init__(
         self,
         settings: FederationSettings,
-        state: LinearGlobal | ProductGlobal,
+        state: GlobalState,
         plans: dict[int, NodePlan],
         recorder: RunRecorder,
         base_id: str | None = None,
@@ -75,14 +77,10 @@ class AdapterFederation(Strategy):
         self.plans = plans
         self.recorder = recorder
         self.base_id = base_id
-        self.base_record = None if base_files is None else to_record(
-            {name: np.frombuffer(data, dtype=np.uint8) for name, data in base_files.items()}
-        )
+        self.base_record = None if base_files is None else protocol.base_record(base_files)
         self.base_size = sum(len(data) for data in (base_files or {}).values())
         self.delivered: set[int] = set()  # nodes that confirmed they hold the base
-        self.sent: dict[int, dict[str, np.ndarray]] = {}
-        self.carries_base: set[int] = set()
-        self._round: _RoundLog | None = None
+        self._dispatches: dict[tuple[int, str], Dispatch] = {}
 
     # -- sending ---------------------------------------------------------------------
 
@@ -93,43 +91,45 @@ class AdapterFederation(Strategy):
         chosen = rng.choice(len(ordered), size=min(count, len(ordered)), replace=False)
         return [ordered[i] for i in sorted(chosen)]
 
-    def _message(self, node: int, server_round: int, message_type: str) -> Message:
-        plan = self.plans[node]
-        tensors = self.state.tensors_for(plan.rank, plan.targets)
-        payload = encode(tensors, self.settings.wire)
-        # exactly what the client will see, after the wire's rounding
-        self.sent[node] = decode(payload, self.settings.wire, {k: v.shape for k, v in tensors.items()})
-        config = ConfigRecord({"server-round": server_round, "rank": plan.rank, "targets": plan.targets or ""})
-        content = RecordDict({"global": to_record(payload), "config": config})
-        if self.base_id is not None:
-            config["base-id"] = self.base_id
-            if node not in self.delivered:
-                content["base"] = self.base_record
-        message = Message(content, dst_node_id=node, message_type=message_type)
-        size = message_bytes(message)
-        self._round.bytes_down += size
-        self._round.down_by_node[node] = size
-        self._round.messages_down += 1
-        if "base" in content:
-            self.carries_base.add(node)
-            self._round.bundle_bytes += self.base_size
-        return message
-
-    def _messages(self, nodes: Iterable[int], server_round: int, message_type: str) -> list[Message]:
-        self._round = _RoundLog(started=time.perf_counter())
-        return [self._message(node, server_round, message_type) for node in nodes]
+    def _dispatch(self, nodes: Iterable[int], server_round: int, message_type: str) -> list[Message]:
+        """Messages for ``nodes``: the global tensors for each node's rank and layers —
+        encoded once per (rank, targets) — and the base to nodes that do not hold it yet."""
+        dispatch = Dispatch(started=time.perf_counter())
+        wire = self.settings.wire
+        payloads: dict[tuple[int, str | None], tuple[ArrayRecord, dict[str, np.ndarray]]] = {}
+        for node in nodes:
+            plan = self.plans[node]
+            if (plan.rank, plan.targets) not in payloads:
+                tensors = self.state.tensors_for(plan.rank, plan.targets)
+                payload = encode(tensors, wire)
+                # exactly what the client will see, after the wire's rounding
+                received = decode(payload, wire, {k: v.shape for k, v in tensors.items()})
+                payloads[plan.rank, plan.targets] = (to_record(payload), received)
+            record, dispatch.sent[node] = payloads[plan.rank, plan.targets]
+            base = self.base_record if node not in self.delivered else None
+            content = protocol.instruction_content(server_round, plan.rank, plan.targets, record, self.base_id, base)
+            message = Message(content, dst_node_id=node, message_type=message_type)
+            dispatch.down_by_node[node] = message_bytes(message)
+            if self.base_id is not None and base is not None:
+                dispatch.carries_base.add(node)
+                dispatch.bundle_bytes += self.base_size
+            dispatch.messages.append(message)
+        self._dispatches[server_round, message_type] = dispatch
+        return dispatch.messages
 
     def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid) -> Iterable[Message]:
-        return self._messages(self._sample(server_round), server_round, MessageType.TRAIN)
+        return self._dispatch(self._sample(server_round), server_round, MessageType.TRAIN)
 
     def configure_evaluate(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid) -> Iterable[Message]:
         if server_round != self.settings.rounds:
             return []  # one evaluation of every client, after the last round
-        return self._messages(self.plans, server_round, MessageType.EVALUATE)
+        return self._dispatch(self.plans, server_round, MessageType.EVALUATE)
 
     # -- receiving -------------------------------------------------------------------
 
-    def _screen(self, replies: list[Message], validate: Callable[[Message], Accepted | Rejected]) -> tuple[list[Accepted], list[dict]]:
+    def _screen(
+        self, dispatch: Dispatch, replies: list[Message], validate: Callable[[Message], Accepted | Rejected]
+    ) -> tuple[list[Accepted], list[dict]]:
         accepted, rejected = [], []
         for reply in replies:
             node = reply.metadata.src_node_id
@@ -140,41 +140,41 @@ class AdapterFederation(Strategy):
                 rejected.append({"node": node, "client": name, "reason": verdict.reason})
                 continue
             accepted.append(verdict)
-            if node in self.carries_base:
+            if node in dispatch.carries_base:
                 self.delivered.add(node)
         return accepted, rejected
 
-    def _entry(self, server_round: int, kind: str, replies: list[Message], accepted: list[Accepted], rejected: list[dict]) -> dict:
+    def _entry(self, dispatch: Dispatch, server_round: int, kind: str, replies: list[Message], accepted: list[Accepted], rejected: list[dict]) -> dict:
         sizes = [message_bytes(reply) for reply in replies]
         bytes_up = sum(sizes)
         # the tensors alone, without Flower's framing: what a leaner transport could send
         payload_up = sum(
             array.numpy().nbytes
             for reply in replies
-            if reply.has_content() and "update" in reply.content.array_records
-            for array in reply.content.array_records["update"].values()
+            if reply.has_content() and protocol.UPDATE in reply.content.array_records
+            for array in reply.content.array_records[protocol.UPDATE].values()
         )
-        sent = max(self._round.messages_down, 1)
+        sent = max(len(dispatch.messages), 1)
         return {
             "run": self.settings.name,
             "round": server_round,
             "kind": kind,
-            "clients": self._round.messages_down,
+            "clients": len(dispatch.messages),
             "accepted": len(accepted),
             "rejected": rejected,
             "bytes_up": bytes_up,
-            "bytes_down": self._round.bytes_down,
-            "bundle_bytes": self._round.bundle_bytes,
+            "bytes_down": dispatch.bytes_down,
+            "bundle_bytes": dispatch.bundle_bytes,
             "bytes_up_per_client": bytes_up / max(len(replies), 1),
             "payload_up": payload_up,
-            "bytes_down_per_client": (self._round.bytes_down - self._round.bundle_bytes) / sent,
-            "personal": spread([a.metrics["personal"] for a in accepted if "personal" in a.metrics]),
-            "global": spread([a.metrics["global"] for a in accepted if "global" in a.metrics]),
-            "base": spread([a.metrics["base"] for a in accepted if "base" in a.metrics]),
-            **self._links(replies, sizes),
+            "bytes_down_per_client": (dispatch.bytes_down - dispatch.bundle_bytes) / sent,
+            "personal": spread([a.metrics.personal for a in accepted]),
+            "global": spread([a.metrics.global_metric for a in accepted]),
+            "base": spread([a.metrics.base for a in accepted if a.metrics.base is not None]),
+            **self._links(dispatch, replies, sizes),
         }
 
-    def _links(self, replies: list[Message], sizes: list[int]) -> dict:
+    def _links(self, dispatch: Dispatch, replies: list[Message], sizes: list[int]) -> dict:
         """Each reply's bytes as time on its device's uplink, and who went over its limits.
 
         Limits judge the update a client sends; the downlink (which includes the one-time
@@ -186,7 +186,7 @@ class AdapterFederation(Strategy):
             if plan is None or plan.link is None:
                 continue
             up = airtime(size, plan.link)
-            down = airtime(self._round.down_by_node.get(plan.node_id, 0), plan.link)
+            down = airtime(dispatch.down_by_node.get(plan.node_id, 0), plan.link)
             rows.append(
                 {
                     "client": plan.name,
@@ -207,34 +207,35 @@ class AdapterFederation(Strategy):
         return {"links": rows, "over_link_limits": [{"client": r["client"], "reason": r["reason"]} for r in rows if not r["fits"]]}
 
     def aggregate_train(self, server_round: int, replies: Iterable[Message]) -> tuple[ArrayRecord | None, MetricRecord | None]:
+        dispatch = self._dispatches.pop((server_round, MessageType.TRAIN))
         replies = list(replies)
-        shapes = {node: {k: v.shape for k, v in self.sent[node].items()} for node in self.sent}
         accepted, rejected = self._screen(
-            replies, lambda reply: validate_train_reply(reply, shapes.get(reply.metadata.src_node_id, {}), self.settings.wire)
+            dispatch, replies, lambda reply: validate_train_reply(reply, dispatch.shapes(reply.metadata.src_node_id), self.settings.wire)
         )
         if rejected and not accepted:
             raise FedloraError(f"every client failed in round {server_round}; the first said: {rejected[0]['reason']}")
         results = [
-            ClientResult(self.sent[a.node_id], a.update, a.weight, self.plans[a.node_id].rank, self.plans[a.node_id].targets) for a in accepted
+            ClientResult(dispatch.sent[a.node_id], a.update, a.weight, self.plans[a.node_id].rank, self.plans[a.node_id].targets) for a in accepted
         ]
         errors = self.state.apply(results) if results else None
-        entry = self._entry(server_round, "train", replies, accepted, rejected)
+        entry = self._entry(dispatch, server_round, "train", replies, accepted, rejected)
         total = sum(a.weight for a in accepted)
-        entry["train_loss"] = sum(a.metrics["loss"] * a.weight for a in accepted) / total if total else None
+        entry["train_loss"] = sum(a.metrics.loss * a.weight for a in accepted) / total if total else None
         entry["aggregation_error"] = None if errors is None else {"mean": float(np.mean(list(errors.values()))), "layers": errors}
-        entry["wall_time"] = time.perf_counter() - self._round.started
+        entry["wall_time"] = time.perf_counter() - dispatch.started
         self.recorder.record(entry)
         log(INFO, "round %s: %d/%d replies accepted", server_round, len(accepted), len(replies))
         metrics = MetricRecord({"loss": entry["train_loss"] or 0.0, "personal": (entry["personal"] or {"mean": 0.0})["mean"]})
-        return to_record(self.state.tensors), metrics
+        return None, metrics  # the state stays in self.state (see the module's docstring)
 
     def aggregate_evaluate(self, server_round: int, replies: Iterable[Message]) -> MetricRecord | None:
         replies = list(replies)
         if not replies:
             return None
-        accepted, rejected = self._screen(replies, validate_evaluate_reply)
-        entry = self._entry(server_round, "final", replies, accepted, rejected)
-        entry["wall_time"] = time.perf_counter() - self._round.started
+        dispatch = self._dispatches.pop((server_round, MessageType.EVALUATE))
+        accepted, rejected = self._screen(dispatch, replies, validate_evaluate_reply)
+        entry = self._entry(dispatch, server_round, "final", replies, accepted, rejected)
+        entry["wall_time"] = time.perf_counter() - dispatch.started
         self.recorder.record(entry)
         return MetricRecord({k: entry[k]["mean"] for k in ("personal", "global") if entry[k]})
 

@@ -1,67 +1,60 @@
-"""Checking client replies at the boundary: anything malformed is refused, with a reason.
+"""Checking what nodes send at the boundary: anything malformed is refused, with a reason.
 
-A reply is accepted only if it carries exactly the tensors the server expects from that
-client (names, dtypes and shapes for the run's wire format, or an int8 frame whose layout
-digest, length and scales check out), finite values, and a ``num-examples`` that is a
-positive whole number. A refused reply is
-logged with the node id, the client's name and the reason; it never reaches aggregation.
+Every reply becomes :class:`Accepted` (or, for the handshake, a :class:`NodePlan`) or
+:class:`Rejected` here; nothing behind this module re-checks. The form of each message
+(records present, types, a positive whole ``num-examples``, finite metrics) is the
+protocol's (:mod:`fedlora.protocol`); this module adds what only the server can judge:
+whether an update carries exactly the tensors the server sent that client (names, dtypes
+and shapes for the run's wire format, or an int8 frame whose layout digest, length and
+scales check out, all finite), and whether a node's plan suits the run's method. The
+strategy logs every rejection with the node id, the client's name and the reason.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 from flwr.app import Message
 
-from fedlora.records import from_record
+from fedlora import protocol
+from fedlora.links import Link
+from fedlora.methods import Method
+from fedlora.protocol import MalformedMessage
 from fedlora.wire import FrameError, Shapes, WireFormat, decode
 
 
 @dataclass(frozen=True)
 class Accepted:
     node_id: int
-    update: dict[str, np.ndarray]  # decoded float32 tensors
-    weight: float
-    metrics: dict[str, float]
+    update: dict[str, np.ndarray]  # decoded float32 tensors (empty for evaluate replies)
+    metrics: protocol.ClientMetrics
+
+    @property
+    def weight(self) -> float:
+        return float(self.metrics.examples)
 
 
 @dataclass(frozen=True)
 class Rejected:
     node_id: int
     reason: str
+    client: str | None = None  # the client's name, where the reply gave one
+    profile: str | None = None
 
 
-class InvalidReply(ValueError):
-    pass
+@dataclass(frozen=True)
+class NodePlan:
+    """What a node told the server about itself in the handshake, accepted: who it is, what
+    it trains (its device may cap the rank and which layers carry adapters), and its uplink."""
 
-
-def _check_metrics(message: Message) -> dict[str, float]:
-    records = message.content.metric_records
-    if "metrics" not in records:
-        raise InvalidReply("no 'metrics' record")
-    metrics = dict(records["metrics"])
-    examples = metrics.get("num-examples")
-    if not isinstance(examples, int) or isinstance(examples, bool) or examples < 1:
-        raise InvalidReply(f"num-examples must be a positive whole number, got {examples!r}")
-    for key, value in metrics.items():
-        if isinstance(value, (int, float)) and not math.isfinite(value):
-            raise InvalidReply(f"metric {key!r} is not finite ({value})")
-    return metrics
-
-
-def _check_update(message: Message, shapes: Shapes, wire: WireFormat) -> dict[str, np.ndarray]:
-    if "update" not in message.content.array_records:
-        raise InvalidReply("no 'update' array record")
-    try:
-        payload = from_record(message.content.array_records["update"])
-    except Exception as exc:  # a corrupted Array fails to deserialize
-        raise InvalidReply(f"update arrays cannot be read ({exc})") from exc
-    try:
-        return decode(payload, wire, shapes)
-    except FrameError as exc:
-        raise InvalidReply(f"update does not fit: {exc}") from exc
+    node_id: int
+    partition: int
+    name: str
+    rank: int
+    targets: str | None = None  # None: the run's adapter targets
+    profile: str | None = None
+    link: Link | None = None
 
 
 def _failure(message: Message) -> str:
@@ -70,16 +63,18 @@ def _failure(message: Message) -> str:
     return f"client failed: {lines[-1][-500:] if lines else 'no reason given'}"
 
 
-def validate_train_reply(message: Message, shapes: dict[str, tuple[int, ...]], wire: WireFormat) -> Accepted | Rejected:
+def validate_train_reply(message: Message, shapes: Shapes, wire: WireFormat) -> Accepted | Rejected:
     node_id = message.metadata.src_node_id
     if message.has_error():
         return Rejected(node_id, _failure(message))
     try:
-        metrics = _check_metrics(message)
-        update = _check_update(message, shapes, wire)
-    except InvalidReply as error:
+        metrics = protocol.parse_metrics(message.content, train=True)
+        update = decode(protocol.parse_update(message.content), wire, shapes)
+    except MalformedMessage as error:
         return Rejected(node_id, str(error))
-    return Accepted(node_id, update, float(metrics["num-examples"]), metrics)
+    except FrameError as error:
+        return Rejected(node_id, f"update does not fit: {error}")
+    return Accepted(node_id, update, metrics)
 
 
 def validate_evaluate_reply(message: Message) -> Accepted | Rejected:
@@ -87,7 +82,29 @@ def validate_evaluate_reply(message: Message) -> Accepted | Rejected:
     if message.has_error():
         return Rejected(node_id, _failure(message))
     try:
-        metrics = _check_metrics(message)
-    except InvalidReply as error:
+        metrics = protocol.parse_metrics(message.content, train=False)
+    except MalformedMessage as error:
         return Rejected(node_id, str(error))
-    return Accepted(node_id, {}, float(metrics["num-examples"]), metrics)
+    return Accepted(node_id, {}, metrics)
+
+
+def validate_description(message: Message, method: Method, rank: int) -> NodePlan | Rejected:
+    """A node's answer to the handshake. A node is refused when it failed, its answer is
+    malformed, its device fits no plan, or it would train another rank or other layers
+    than a method that needs one rank for all (``rank``) allows."""
+    node_id = message.metadata.src_node_id
+    if message.has_error():
+        return Rejected(node_id, _failure(message))
+    try:
+        description = protocol.parse_description(message.content)
+    except MalformedMessage as error:
+        return Rejected(node_id, str(error), client=protocol.described_name(message.content))
+    reason = description.refused
+    if reason is None and not method.heterogeneous_rank and (description.rank != rank or description.targets is not None):
+        reason = (
+            f"its device trains rank {description.rank} on {description.targets or 'the default layers'}, "
+            f"but {method.name} needs rank {rank} on every client"
+        )
+    if reason is not None:
+        return Rejected(node_id, reason, client=description.name, profile=description.profile)
+    return NodePlan(node_id, description.partition, description.name, description.rank, description.targets, description.profile, description.link)

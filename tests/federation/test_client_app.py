@@ -2,11 +2,12 @@
 
 import numpy as np
 import pytest
-from flwr.app import ConfigRecord, Context, MessageType, RecordDict
+from flwr.app import Context, MessageType, RecordDict
 
+from fedlora import protocol
 from fedlora.client.app import make_client_app
 from fedlora.errors import FedloraError
-from fedlora.records import from_record, to_record
+from fedlora.records import to_record
 from fedlora.server.federation import global_state
 from fedlora.wire import FRAME, decode, encode
 
@@ -20,23 +21,19 @@ def context(settings, partition_id=1):
 def train_content(settings, base, with_base=True, server_round=1):
     state = global_state(settings, base)
     tensors = state.tensors_for(settings.rank)
-    content = RecordDict(
-        {
-            "global": to_record(encode(tensors, settings.wire)),
-            "config": ConfigRecord({"server-round": server_round, "rank": settings.rank, "base-id": base.bundle.id}),
-        }
-    )
-    if with_base:
-        content["base"] = to_record({name: np.frombuffer(data, np.uint8) for name, data in base.bundle.files().items()})
+    base_files = protocol.base_record(base.bundle.files()) if with_base else None
+    payload = to_record(encode(tensors, settings.wire))
+    content = protocol.instruction_content(server_round, settings.rank, None, payload, base.bundle.id, base_files)
     return content, tensors
 
 
 def test_query_reply_describes_the_client(small_settings):
     app = make_client_app()  # settings come from the run config, as under `flwr run`
-    reply = app(make_message(RecordDict({"config": ConfigRecord({})}), MessageType.QUERY), context(small_settings, 2))
-    plan = reply.content.config_records["plan"]
-    assert set(plan) == {"partition", "name", "rank", "examples"}
-    assert plan["partition"] == 2 and plan["rank"] == small_settings.rank and plan["name"].startswith("digits:")
+    reply = app(make_message(protocol.query_content(), MessageType.QUERY), context(small_settings, 2))
+    assert set(reply.content.config_records[protocol.PLAN]) == {"partition", "name", "rank", "examples"}
+    description = protocol.parse_description(reply.content)
+    assert description.partition == 2 and description.rank == small_settings.rank and description.name.startswith("digits:")
+    assert description.profile is None and description.link is None
 
 
 @pytest.mark.parametrize("wire", ["fp32", "int8"])
@@ -45,13 +42,13 @@ def test_train_reply_carries_only_the_adapter_update_and_metrics(small_settings,
     content, sent = train_content(settings, small_base)
     reply = make_client_app(settings)(make_message(content, MessageType.TRAIN), context(settings))
     assert not reply.has_error(), reply.error.reason if reply.has_error() else ""
-    assert list(reply.content.array_records) == ["update"]
-    assert list(reply.content.metric_records) == ["metrics"]
-    metrics = reply.content.metric_records["metrics"]
-    assert set(metrics) == {"num-examples", "loss", "global", "personal"}
-    assert isinstance(metrics["num-examples"], int) and metrics["num-examples"] > 0
-    assert 0 <= metrics["global"] <= 1 and 0 <= metrics["personal"] <= 1
-    payload = from_record(reply.content.array_records["update"])
+    assert list(reply.content.array_records) == [protocol.UPDATE]
+    assert list(reply.content.metric_records) == [protocol.METRICS]
+    assert set(reply.content.metric_records[protocol.METRICS]) == {"num-examples", "loss", "global", "personal"}
+    metrics = protocol.parse_metrics(reply.content, train=True)
+    assert metrics.examples > 0 and metrics.loss is not None
+    assert 0 <= metrics.global_metric <= 1 and 0 <= metrics.personal <= 1
+    payload = protocol.parse_update(reply.content)
     if wire == "int8":
         assert set(payload) == {FRAME}
     else:
@@ -78,7 +75,7 @@ def test_a_tampered_base_is_refused(small_settings, small_base, tmp_path):
     content, _ = train_content(settings, small_base)
     files = {name: np.frombuffer(data, np.uint8).copy() for name, data in small_base.bundle.files().items()}
     files["weights.safetensors"][-1] ^= 0xFF
-    content["base"] = to_record(files)
+    content[protocol.BASE] = to_record(files)
     # the ClientApp raises; Flower turns that into an error reply the server logs
     with pytest.raises(FedloraError, match="corrupted or was tampered with"):
         make_client_app(settings)(make_message(content, MessageType.TRAIN), context(settings))
@@ -91,7 +88,8 @@ def test_evaluate_reply_reports_base_global_and_personalized(small_settings, sma
     reply = make_client_app(settings)(make_message(content, MessageType.EVALUATE), context(settings))
     assert not reply.has_error()
     assert list(reply.content.array_records) == []
-    assert set(reply.content.metric_records["metrics"]) == {"num-examples", "base", "global", "personal"}
+    assert set(reply.content.metric_records[protocol.METRICS]) == {"num-examples", "base", "global", "personal"}
+    assert protocol.parse_metrics(reply.content, train=False).base is not None
 
 
 def test_personal_and_kept_tensors_persist_on_the_client(small_settings, small_base, tmp_path):
@@ -99,7 +97,7 @@ def test_personal_and_kept_tensors_persist_on_the_client(small_settings, small_b
     content, sent = train_content(settings, small_base)
     reply = make_client_app(settings)(make_message(content, MessageType.TRAIN), context(settings))
     assert not reply.has_error(), reply.error.reason if reply.has_error() else ""
-    assert all(name.endswith(".lora_A") for name in from_record(reply.content.array_records["update"]))
+    assert all(name.endswith(".lora_A") for name in protocol.parse_update(reply.content))
     from safetensors.numpy import load_file
 
     files = list((tmp_path / "client-state" / "fedsa").glob("*.safetensors"))

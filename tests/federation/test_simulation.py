@@ -5,6 +5,8 @@ from pathlib import Path
 
 import pytest
 
+from fedlora import protocol
+from fedlora.run_layout import RunLayout
 from fedlora.simulations.simulate import simulate
 
 
@@ -44,19 +46,19 @@ def test_personalized_metrics_improve_over_the_base(run):
 
 def test_only_adapter_tensors_travel(run):
     _, _, _, messages = run
-    travelled = {name for m in messages for record in ("in", "out") for r, names in m[record].items() if r != "base" for name in names}
+    travelled = {name for m in messages for record in ("in", "out") for r, names in m[record].items() if r != protocol.BASE for name in names}
     assert travelled, "no arrays travelled"
     assert all(".adapters.global.lora_" in name for name in travelled), travelled
     # the base bundle went to each node exactly once
-    base_deliveries = [m for m in messages if "base" in m["in"]]
-    assert len(base_deliveries) == 4 and sorted(base_deliveries[0]["in"]["base"]) == ["manifest.json", "weights.safetensors"]
+    base_deliveries = [m for m in messages if protocol.BASE in m["in"]]
+    assert len(base_deliveries) == 4 and sorted(base_deliveries[0]["in"][protocol.BASE]) == ["manifest.json", "weights.safetensors"]
 
 
 def test_rounds_are_recorded_with_measured_bytes(run):
     settings, summary, records, _ = run
     kinds = [r["kind"] for r in records]
     assert kinds == ["handshake", "train", "train", "final"]
-    lines = (Path(settings.out) / settings.name / "rounds.jsonl").read_text().splitlines()
+    lines = RunLayout(Path(settings.out) / settings.name).rounds.read_text().splitlines()
     assert [json.loads(line)["kind"] for line in lines] == kinds
     for record in records[1:3]:
         assert record["clients"] == 2 and record["accepted"] == 2

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from flwr.app import ArrayRecord, Error, Message, MetricRecord, RecordDict
 
+from fedlora import protocol
 from fedlora.records import to_record
 from fedlora.server.validation import Accepted, Rejected, validate_train_reply
 from fedlora.wire import FRAME, encode
@@ -27,8 +28,15 @@ def good_tensors():
     return {name: rng.normal(size=shape).astype(np.float32) for name, shape in SHAPES.items()}
 
 
+GOOD_METRICS = protocol.ClientMetrics(examples=10, loss=1.0, global_metric=0.5, personal=0.6)
+
+
 def content(payload, metrics=None):
-    return RecordDict({"update": to_record(payload), "metrics": MetricRecord(metrics or {"num-examples": 10, "loss": 1.0})})
+    """A train reply built by the protocol; ``metrics`` replaces its metric record (raw, to break it)."""
+    built = protocol.train_reply_content(payload, GOOD_METRICS)
+    if metrics is not None:
+        built[protocol.METRICS] = MetricRecord(metrics)
+    return built
 
 
 @pytest.mark.parametrize("wire", ["fp32", "fp16", "int8"])
@@ -52,11 +60,13 @@ def bad_replies():
     frame = encode(tensors, "int8")[FRAME]
     yield "short frame", content({FRAME: frame[:-3]}), "int8", "expected uint8"
     yield "wrong layout", content(encode({"x": np.ones((2, 8), np.float32), "y": np.ones((8, 2), np.float32)}, "int8")), "int8", "disagree"
-    yield "no update", RecordDict({"metrics": MetricRecord({"num-examples": 3})}), "fp32", "no 'update'"
-    yield "no metrics", RecordDict({"update": to_record(fp32)}), "fp32", "no 'metrics'"
+    yield "no update", protocol.evaluate_reply_content(GOOD_METRICS), "fp32", "no 'update'"
+    yield "no metrics", RecordDict({protocol.UPDATE: to_record(fp32)}), "fp32", "no 'metrics'"
     yield "zero examples", content(fp32, {"num-examples": 0}), "fp32", "positive whole number"
     yield "float examples", content(fp32, {"num-examples": 2.5}), "fp32", "positive whole number"
-    yield "nan metric", content(fp32, {"num-examples": 2, "loss": float("nan")}), "fp32", "not finite"
+    yield "nan metric", content(fp32, {"num-examples": 2, "loss": float("nan"), "global": 0.5, "personal": 0.5}), "fp32", "not finite"
+    yield "no loss", content(fp32, {"num-examples": 2, "global": 0.5, "personal": 0.5}), "fp32", "'loss' must be a number"
+    yield "list metric", content(fp32, {"num-examples": 2, "loss": [1.0, 2.0], "global": 0.5, "personal": 0.5}), "fp32", "'loss' must be a number"
 
 
 @pytest.mark.parametrize("name, bad, wire, reason", list(bad_replies()), ids=[case[0] for case in bad_replies()])
@@ -72,5 +82,7 @@ def test_a_client_error_is_rejected_with_its_last_line():
 
 
 def test_an_empty_array_record_is_rejected():
-    verdict = validate_train_reply(reply(RecordDict({"update": ArrayRecord(), "metrics": MetricRecord({"num-examples": 1})})), SHAPES, "fp32")
+    empty = content({})
+    empty[protocol.UPDATE] = ArrayRecord()
+    verdict = validate_train_reply(reply(empty), SHAPES, "fp32")
     assert isinstance(verdict, Rejected) and "missing arrays" in verdict.reason
