@@ -1,8 +1,10 @@
 """Settings of a federation run, shared by the ServerApp, the ClientApp and the CLI.
 
-One validated dataclass. It travels to both apps as Flower's run config (flat keys with
-dashes, e.g. ``local-steps``), whether the run is started by ``fedlora simulate`` or by
-``flwr run .`` with ``[tool.flwr.app.config]`` in ``pyproject.toml``.
+One validated dataclass, the one place where each setting's default and help are stated.
+It travels to both apps as Flower's run config (flat keys with dashes, e.g.
+``local-steps``), whether the run is started by ``fedlora simulate`` or by ``flwr run .``
+with ``[tool.flwr.app.config]`` in ``pyproject.toml``; the CLI's options are derived from
+it (:mod:`fedlora.cli.settings_options`).
 """
 
 from __future__ import annotations
@@ -12,43 +14,56 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fedlora.errors import FedloraError
-from fedlora.methods import get_method
-from fedlora.train import OPTIMIZERS
 from fedlora.wire import check_format
+
+
+def _setting(default: Any, help: str, minimum: float | None = None) -> Any:
+    """A field with its help text (shown by the CLI) and, for numbers, the smallest value
+    the CLI accepts. Other constraints are checked in ``__post_init__``."""
+    return field(default=default, metadata={"help": help, "min": minimum})
 
 
 @dataclass(frozen=True)
 class FederationSettings:
+    """Every setting of a run, with its default: the CLI's options, the run config's keys
+    and the pyproject's ``[tool.flwr.app.config]`` are derived from (and tested against)
+    these fields."""
+
     # what is learned
-    task: str = field(default="textlm", metadata={"help": "task name or dotted path"})
-    corpus: str = field(default="", metadata={"help": "textlm: folder of text files ('' = stdlib)"})
-    clients: int = field(default=100, metadata={"help": "number of clients (simulated nodes)"})
+    task: str = _setting("textlm", "Built-in task (textlm, digits, synthetic) or a dotted path 'package.module:TaskClass'.")
+    corpus: str = _setting("", "textlm only: a folder of your own text files (one client per file or subfolder) instead of the Python standard library ('' = the standard library).")
+    clients: int = _setting(100, "Number of clients (simulated Flower SuperNodes).", minimum=1)
     # the federation
-    method: str = field(default="fedit", metadata={"help": "fedit, ffa, core, fedsa, flexlora; baselines full, local"})
-    rounds: int = field(default=8, metadata={"help": "federated rounds"})
-    fraction: float = field(default=0.1, metadata={"help": "fraction of clients sampled per round"})
-    wire: str = field(default="fp32", metadata={"help": "how updates travel: fp32, fp16, int8"})
-    personal: bool = field(default=False, metadata={"help": "each client also keeps a personal adapter"})
-    fleet: str = field(default="", metadata={"help": "device profiles of the clients: mcu, pi, mixed, or name:weight,... ('' = none)"})
+    method: str = _setting("fedit", "Federation method: fedit, ffa, core, fedsa or flexlora (baselines: full, local).")
+    rounds: int = _setting(8, "Federated rounds.", minimum=1)
+    fraction: float = _setting(0.1, "Fraction of clients that train in each round.")
+    wire: str = _setting("fp32", "How updates travel: fp32, fp16 or int8 (per-row scales, error feedback).")
+    personal: bool = _setting(False, "Each client also keeps a personal adapter that never leaves it.")
+    fleet: str = _setting("", "Give each client a device profile and train the plan that fits it: mcu, pi, mixed, or e.g. nrf52840:40,esp32s3:40,rpi4:20 (needs --method flexlora; '' = no devices).")
     # the adapters and local training
-    rank: int = field(default=4, metadata={"help": "adapter rank"})
-    alpha: float = field(default=8.0, metadata={"help": "adapter scaling numerator (s = alpha / rank)"})
-    targets: str = field(default="", metadata={"help": "regex of adapted layers ('' = the task's default)"})
-    local_steps: int = field(default=30, metadata={"help": "optimizer steps per client per round"})
-    batch_size: int = field(default=16, metadata={"help": "examples per step"})
-    lr: float = field(default=0.01, metadata={"help": "learning rate"})
-    optimizer: str = field(default="adam", metadata={"help": "sgd, momentum, adam"})
+    rank: int = _setting(4, "Adapter rank.", minimum=1)
+    alpha: float = _setting(8.0, "Adapter scaling numerator (s = alpha / rank).")
+    targets: str = _setting("", "Regex of the adapted layers ('' = the task's default; textlm: ffn\\.fc2$).")
+    local_steps: int = _setting(30, "Optimizer steps per client per round.", minimum=0)
+    batch_size: int = _setting(16, "Examples per local step.", minimum=1)
+    lr: float = _setting(0.01, "Local learning rate.")
+    optimizer: str = _setting("adam", "Local optimizer: sgd, momentum or adam.")
     # the base model
-    param_ratio: float = field(default=0.5, metadata={"help": "parameter ratio of the factorized layers"})
-    pretrain_steps: int = field(default=1500, metadata={"help": "dense pretraining steps"})
-    heal_steps: int = field(default=300, metadata={"help": "healing (distillation) steps"})
+    param_ratio: float = _setting(0.5, "Keep the largest rank whose factors hold at most this fraction of the dense parameters of the factorized layers.")
+    pretrain_steps: int = _setting(1500, "Optimizer steps of dense pretraining on public data.", minimum=0)
+    heal_steps: int = _setting(300, "Distillation steps that heal the factorized model (0: no healing).", minimum=0)
     # bookkeeping
-    seed: int = field(default=0, metadata={"help": "seed of every random choice"})
-    out: str = field(default="runs/latest", metadata={"help": "output folder"})
-    cache_dir: str = field(default="", metadata={"help": "cache folder ('' = $FEDLORA_CACHE or ~/.cache/fedlora)"})
-    run_name: str = field(default="", metadata={"help": "name of this run in results ('' = the method)"})
+    seed: int = _setting(0, "Seed for every random choice; the same seed gives the same result.")
+    out: str = _setting("runs/latest", "Folder for rounds, summaries, the plot and Flower's log.")
+    cache_dir: str = _setting("", "Cache for pretrained models and base bundles ('' = $FEDLORA_CACHE or ~/.cache/fedlora).")
+    run_name: str = _setting("", "Name of this run in results ('' = the method).")
 
     def __post_init__(self) -> None:
+        # Imported here, not at the top, so that reading the fields (the CLI's help) does
+        # not import torch: the method table and the optimizers live next to torch code.
+        from fedlora.methods import get_method
+        from fedlora.train import OPTIMIZERS
+
         method = get_method(self.method)
         check_format(self.wire)
         positive = {"clients": self.clients, "rounds": self.rounds, "rank": self.rank, "batch-size": self.batch_size}
@@ -63,13 +78,17 @@ class FederationSettings:
             raise FedloraError(f"--lr must be > 0, got {self.lr}")
         if self.optimizer not in OPTIMIZERS:
             raise FedloraError(f"--optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
-        if self.personal and method.name == "full":
+        if self.personal and method.dense:
             raise FedloraError("--personal adds an adapter; the full-model baseline has none")
-        if self.fleet and not method.heterogeneous_rank and method.name != "local":
+        if self.fleet and not method.heterogeneous_rank and not method.trains_alone:
             raise FedloraError(
                 f"--fleet gives every client the rank and depth its device fits, and method {self.method!r} "
                 "needs one rank for all; use --method flexlora (or --baseline local)"
             )
+
+    @classmethod
+    def field_help(cls, name: str) -> str:
+        return next(f.metadata["help"] for f in dataclasses.fields(cls) if f.name == name)
 
     @property
     def name(self) -> str:

@@ -13,7 +13,7 @@ from rich.markup import escape
 
 from fedlora import __version__
 from fedlora.cli import bench, compress, export, info, plan, pretrain, run, simulate
-from fedlora.cli.console import err_console
+from fedlora.terminal import err_console
 from fedlora.errors import FedloraError
 
 app = typer.Typer(

@@ -9,6 +9,8 @@ import typer
 
 from fedlora.cache import cache_root
 from fedlora.cli import options
+from fedlora.cli.settings_options import settings_options
+from fedlora.settings import FederationSettings
 from fedlora.cli.common import load_task
 
 app = typer.Typer(help="Benchmarks whose figures go into the README.", no_args_is_help=True)
@@ -29,7 +31,7 @@ def bench_compress(
     from fedlora.cli.common import require_training
 
     require_training("safetensors")
-    from fedlora.cli.progress import phase_progress
+    from fedlora.terminal import phase_progress
     from fedlora.errors import FedloraError
     from fedlora.simulations.bench_compress import print_results, run
 
@@ -44,29 +46,18 @@ def bench_compress(
 
 
 @app.command("federation")
-def bench_federation(
-    clients: Annotated[int, typer.Option("--clients", min=1, help="Simulated clients.")] = 100,
-    rounds: Annotated[int, typer.Option("--rounds", min=1, help="Federated rounds.")] = 8,
-    fraction: Annotated[float, typer.Option("--fraction", help="Fraction of clients per round.")] = 0.1,
-    task: options.TaskName = "textlm",
-    corpus: options.Corpus = None,
-    seed: options.Seed = 0,
-    out: Annotated[Path, typer.Option("--out", help="Folder for every run's results.")] = Path("runs/bench-federation"),
-    cache_dir: options.CacheDir = None,
-) -> None:
+@settings_options(
+    include=("task", "corpus", "clients", "rounds", "fraction", "seed", "out", "cache_dir"), defaults={"out": "runs/bench-federation"}
+)
+def bench_federation(settings: FederationSettings) -> None:
     """Every method against full-model FedAvg and local-only training: bytes, metric, time."""
-    from fedlora.cli.console import console, err_console
     from fedlora.cli.common import require_training
+    from fedlora.terminal import console, err_console
 
     require_training("flwr", "ray", "matplotlib", "safetensors")
-    from fedlora.settings import FederationSettings
     from fedlora.simulations.bench_federation import run as run_federation_bench
 
-    base = FederationSettings(
-        task=task, corpus=str(corpus or ""), clients=clients, rounds=rounds, fraction=fraction,
-        seed=seed, out=str(out), cache_dir=str(cache_dir or ""),
-    )  # fmt: skip
-    run_federation_bench(base, console, err_console)
+    run_federation_bench(settings, console, err_console)
 
 
 @app.command("memory")
@@ -103,7 +94,7 @@ def bench_runtime(
     out: Annotated[Optional[Path], typer.Option("--out", help="Write the results as JSON here.")] = None,
 ) -> None:
     """The int8 runtime on factorized 256² and 1024² layers against dense float32 and the TFLM interpreter: speed, bytes, mismatches."""
-    from fedlora.cli.console import console
+    from fedlora.terminal import console
     from fedlora.simulations.bench_runtime import report, run
 
     console.print(report(run(rounds, seed, out)), markup=False, highlight=False)

@@ -12,8 +12,8 @@ from rich.table import Table
 from fedlora.cache import cache_root
 from fedlora.cli import options
 from fedlora.cli.common import load_task, require_training, rank_rule
-from fedlora.cli.console import console
-from fedlora.cli.progress import phase_progress
+from fedlora.terminal import console
+from fedlora.terminal import phase_progress
 
 
 def layer_table(result) -> Table:

@@ -11,7 +11,7 @@ from rich.table import Table
 from fedlora import __version__
 from fedlora.cache import cache_root
 from fedlora.cli import options
-from fedlora.cli.console import console
+from fedlora.terminal import console
 
 
 def _version_of(distribution: str) -> str:

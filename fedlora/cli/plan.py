@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from fedlora.cli import options
-from fedlora.cli.console import console
+from fedlora.terminal import console
 
 
 def breakdown_table(plan) -> Table:

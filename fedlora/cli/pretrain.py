@@ -5,8 +5,8 @@ from __future__ import annotations
 from fedlora.cache import cache_root
 from fedlora.cli import options
 from fedlora.cli.common import load_task, require_training
-from fedlora.cli.console import console
-from fedlora.cli.progress import phase_progress
+from fedlora.terminal import console
+from fedlora.terminal import phase_progress
 
 
 def pretrain(

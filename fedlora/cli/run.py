@@ -15,7 +15,7 @@ import numpy as np
 import typer
 from rich.table import Table
 
-from fedlora.cli.console import console
+from fedlora.terminal import console
 from fedlora.errors import FedloraError
 
 BUNDLE_HELP = "Device bundle folder written by `fedlora export` (the one holding manifest.json)."
