@@ -12,7 +12,7 @@ from pathlib import Path
 
 from rich.table import Table
 
-from fedlora.cli.console import console
+from fedlora.terminal import console
 from fedlora.compress import DENSE, FACTORIZED_INT8, HEALED_INT8, CompressConfig, ProgressFactory, build_base
 from fedlora.pretrain import PretrainConfig
 from fedlora.rank import RankRule

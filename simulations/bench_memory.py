@@ -24,7 +24,7 @@ from pathlib import Path
 
 from rich.table import Table
 
-from fedlora.cli.console import console
+from fedlora.terminal import console
 from fedlora.links import airtime
 from fedlora.client.memory_probe import Measurement, measure_training
 from fedlora.client.planner import Plan, Planner, PlanRefused, PlanRequest, planned_model, update_message_bytes
