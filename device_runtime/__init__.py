@@ -41,7 +41,7 @@ from .fully_connected import (
     prepare_fully_connected,
 )
 from .linear import Int8Linear
-from .models import ARCHITECTURES, RuntimeModel, architecture
+from .models import RuntimeModel, architecture
 from .quantization import (
     activation_range,
     asymmetric_params_from_range,
@@ -54,7 +54,6 @@ from .quantization import (
 )
 
 __all__ = [
-    "ARCHITECTURES",
     "C_SOURCE_DIR",
     "ChannelRange",
     "DeviceBundle",

@@ -73,7 +73,6 @@ WEIGHTS = "weights.safetensors"
 REFERENCE = "reference.safetensors"
 SIGNATURE = "manifest.sig"
 _KNOWN_FILES = (WEIGHTS, REFERENCE)
-_FC_TENSORS = ("weights", "weight_scale", "bias", "output_multiplier", "output_shift")
 _REQUIRED_KEYS = ("format", "architecture", "rounding", "linears", "floats", "task", "provenance", "files")
 _FIX = "the bundle is corrupted or was tampered with; export it again with `fedlora export`"
 

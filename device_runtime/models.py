@@ -22,7 +22,7 @@ import numpy as np
 from .chain import FullyConnectedChain
 from .linear import Int8Linear
 
-__all__ = ["ARCHITECTURES", "RuntimeModel", "architecture"]
+__all__ = ["RuntimeModel", "architecture"]
 
 
 class RuntimeModel(ABC):
@@ -116,9 +116,6 @@ def _registry() -> dict[str, type[RuntimeModel]]:
     from .mlp import MLPRuntime
 
     return {cls.name: cls for cls in (CharTransformerRuntime, MLPRuntime)}
-
-
-ARCHITECTURES: tuple[str, ...] = ("char_transformer", "mlp")
 
 
 def architecture(name: str) -> type[RuntimeModel]:

@@ -33,7 +33,7 @@ from torch import nn
 
 from fedlora import __version__
 from fedlora.device_runtime.bundle import write_atomically
-from fedlora.device_runtime.quantization import dequantize_symmetric
+from fedlora.device_runtime.quantization import QMAX, dequantize_symmetric
 from fedlora.errors import FedloraError
 from fedlora.factorize import LayerFactorization, factorize_like
 from fedlora.quantize import FACTORS
@@ -100,7 +100,7 @@ def write_base_bundle(
             }
             for layer in layers
         ],
-        "quantization": {"scheme": "int8-symmetric-per-row", "factors": list(FACTORS), "qmax": 127},
+        "quantization": {"scheme": "int8-symmetric-per-row", "factors": list(FACTORS), "qmax": QMAX},
         "provenance": provenance,
         "files": {WEIGHTS: {"sha256": sha256_hex(weights), "bytes": len(weights)}},
     }
