@@ -14,7 +14,8 @@ no flwr, no ``fedlora`` core module. Parts, in dependency order:
 * :mod:`.linear` — a float model's linear layer as an int8 chain with float32 quantize /
   dequantize around it.
 * :mod:`.ops`, :mod:`.models`, :mod:`.char_transformer`, :mod:`.mlp` — whole-model
-  inference: int8 linear layers, float32 glue (embeddings, layer norm, attention, GELU).
+  inference: int8 linear layers, float32 glue (embeddings, layer norm, attention, GELU);
+  :mod:`.registry` — the architectures by name.
 * :mod:`.safetensors_io`, :mod:`.signing`, :mod:`.bundle` — the device bundle on disk:
   written, signed, and checked before anything runs.
 * :mod:`.evaluation` — metrics and top-1 agreement in numpy.
@@ -41,7 +42,8 @@ from .fully_connected import (
     prepare_fully_connected,
 )
 from .linear import Int8Linear
-from .models import RuntimeModel, architecture
+from .models import RuntimeModel
+from .registry import architecture
 from .quantization import (
     activation_range,
     asymmetric_params_from_range,

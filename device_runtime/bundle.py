@@ -49,7 +49,8 @@ from .chain import FullyConnectedChain
 from .fixed_point import ROUNDING_MODES
 from .fully_connected import FullyConnectedSpec
 from .linear import Int8Linear
-from .models import RuntimeModel, architecture
+from .models import RuntimeModel
+from .registry import architecture
 from .quantization import INT8_MAX, INT8_MIN
 from .safetensors_io import SafetensorsFormatError, read_safetensors, write_safetensors
 from .signing import SignatureError, sign_manifest, verify_manifest
