@@ -12,8 +12,8 @@ import numpy as np
 
 from .chain import FullyConnectedChain
 from .fixed_point import Rounding
-from .calibration import quantize_linear
 from .fully_connected import FullyConnectedSpec
+from .post_training import quantize_linear
 from .quantization import dequantize_activation, quantize_activation
 
 

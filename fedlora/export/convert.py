@@ -19,7 +19,7 @@ Post-training quantization with calibration:
      input channel's range, so every input channel spans [−1, 1] — per-channel input
      quantization at no cost, since the norm's affine runs in float32 anyway;
    * *balance the intermediate* of a factorized layer, ``U·V = (U·T⁻¹)·(T·V)`` with the
-     ``T`` of :func:`~fedlora.device_runtime.calibration.balance_intermediate` that
+     ``T`` of :func:`~fedlora.export.calibration.balance_intermediate` that
      minimizes the decision-weighted output error of rounding ``T·V·x``, then divide
      each intermediate channel by its range, ``(U·T⁻¹·D)·(D⁻¹·T·V)``;
    * *equalize the output* of layers whose output goes to float32 code: the last FC
@@ -70,16 +70,16 @@ import torch
 from torch import nn
 
 from fedlora.adapters.layer import AdaptedLinear
-from fedlora.device_runtime import ChannelRange, FullyConnectedChain, Int8Linear, RuntimeModel, architecture, quantize_linear
-from fedlora.device_runtime.calibration import Moments, balance_intermediate
+from fedlora.device_runtime import FullyConnectedChain, Int8Linear, RuntimeModel, architecture, quantize_linear
 from fedlora.errors import FedloraError
+from fedlora.export.calibration import ChannelRange, Moments, balance_intermediate, round_factors_gptq
 from fedlora.factorize import FactorizedLinear
 from fedlora.tasks.char_transformer import CharTransformer
 from fedlora.tasks.mlp import MLP
 
 __all__ = ["WEIGHT_ROUNDINGS", "architecture_of", "CalibratedLayer", "calibrate", "fold_and_balance", "input_norms", "to_device_model"]
 
-#: how weights are rounded to int8: "gptq" (:func:`~fedlora.device_runtime.calibration.round_weights_gptq`)
+#: how weights are rounded to int8: "gptq" (:func:`~fedlora.export.calibration.round_weights_gptq`)
 #: or "nearest" (TFLite's converter)
 WEIGHT_ROUNDINGS = ("gptq", "nearest")
 
@@ -343,9 +343,9 @@ def to_device_model(
             out_min, out_max = (out_min - offset) / scale, (out_max - offset) / scale
         ranges.append((float(out_min.min()), float(out_max.max())))
         previous_output = ranges[-1]
-        second_moment = layer.input_moments.second if weight_rounding == "gptq" else None
         try:
-            specs = quantize_linear(factors, bias, ranges, activations[name], second_moment)
+            weights = round_factors_gptq(factors, layer.input_moments.second) if weight_rounding == "gptq" else None
+            specs = quantize_linear(factors, bias, ranges, activations[name], weights)
             chain = FullyConnectedChain(specs, rounding)
         except ValueError as exc:
             raise FedloraError(f"cannot quantize layer {name!r}: {exc}; calibrate on data that exercises it") from exc
