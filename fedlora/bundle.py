@@ -14,7 +14,8 @@ A bundle is a directory of two files:
 The bundle's id is the SHA-256 of ``manifest.json``. Since the manifest pins every other
 file's hash, the id pins the whole bundle: a client that knows the id can verify any copy.
 Reading or installing a bundle checks every file's size and hash, and that nothing is
-missing or unlisted, with the device bundle's verifier (:mod:`fedlora.device_runtime.manifest`).
+missing or unlisted, with the verifier the device bundle uses too
+(:mod:`fedlora.device_runtime.manifest`).
 No pickle anywhere: safetensors and JSON only.
 """
 
