@@ -8,21 +8,22 @@ no flwr, no ``fedlora`` core module. Parts, in dependency order:
 * :mod:`.quantization` — scales, zero points, bias and activation ranges as TFLite
   computes them.
 * :mod:`.fully_connected` — the int8 FULLY_CONNECTED kernel, Prepare / Eval.
+* :mod:`.post_training` — float weights and calibrated ranges in, int8 FC specs out
+  (post-training quantization as TFLite's converter does it).
 * :mod:`.chain` and :mod:`.factorized` — chained FCs, and ``y = U(Vx)`` on top of them.
-* :mod:`.calibration` — activation ranges in, int8 FC specs out (post-training
-  quantization).
 * :mod:`.linear` — a float model's linear layer as an int8 chain with float32 quantize /
   dequantize around it.
 * :mod:`.ops`, :mod:`.models`, :mod:`.char_transformer`, :mod:`.mlp` — whole-model
-  inference: int8 linear layers, float32 glue (embeddings, layer norm, attention, GELU).
-* :mod:`.safetensors_io`, :mod:`.signing`, :mod:`.bundle` — the device bundle on disk:
-  written, signed, and checked before anything runs.
+  inference: int8 linear layers, float32 glue (embeddings, layer norm, attention, GELU);
+  :mod:`.registry` — the architectures by name.
+* :mod:`.safetensors_io`, :mod:`.signing`, :mod:`.manifest`, :mod:`.bundle` — the device
+  bundle on disk: written, signed, and checked before anything runs (:mod:`.manifest`
+  checks the files a manifest pins, for the base bundle too).
 * :mod:`.evaluation` — metrics and top-1 agreement in numpy.
 * :mod:`.export_c` — a C header for the portable reference kernels in ``c/``.
 """
 
 from .bundle import DeviceBundle, DeviceBundleError, Reference, load_device_bundle, write_device_bundle
-from .calibration import ChannelRange, quantize_linear
 from .chain import FullyConnectedChain
 from .export_c import (
     C_SOURCE_DIR,
@@ -41,7 +42,9 @@ from .fully_connected import (
     prepare_fully_connected,
 )
 from .linear import Int8Linear
-from .models import ARCHITECTURES, RuntimeModel, architecture
+from .models import RuntimeModel
+from .post_training import quantize_linear
+from .registry import architecture
 from .quantization import (
     activation_range,
     asymmetric_params_from_range,
@@ -54,9 +57,7 @@ from .quantization import (
 )
 
 __all__ = [
-    "ARCHITECTURES",
     "C_SOURCE_DIR",
-    "ChannelRange",
     "DeviceBundle",
     "DeviceBundleError",
     "Int8Linear",

@@ -23,7 +23,8 @@ A folder of
     Ed25519 signature of ``manifest.json``'s bytes (:mod:`.signing`).
 
 :func:`load_device_bundle` is the boundary: before anything runs it checks the format,
-the signature (when a public key is given), every file's SHA-256, every tensor's dtype,
+the signature (when a public key is given), every file's size and SHA-256 and that the
+folder holds nothing unlisted but the signature (:mod:`.manifest`), every tensor's dtype,
 shape and value range, that the stored multipliers and shifts are the ones the scales
 give, and that the layers fit the architecture and chain. Any failure raises
 :class:`DeviceBundleError` naming the file or tensor and what is wrong. No pickle: JSON
@@ -32,12 +33,9 @@ and safetensors only.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
-import shutil
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,7 +47,18 @@ from .chain import FullyConnectedChain
 from .fixed_point import ROUNDING_MODES
 from .fully_connected import FullyConnectedSpec
 from .linear import Int8Linear
-from .models import RuntimeModel, architecture
+from .manifest import (
+    MANIFEST,
+    ManifestError,
+    WrongFormat,
+    file_entries,
+    parse_manifest,
+    read_files,
+    sha256_hex,
+    write_atomically,
+)
+from .models import RuntimeModel
+from .registry import architecture
 from .quantization import INT8_MAX, INT8_MIN
 from .safetensors_io import SafetensorsFormatError, read_safetensors, write_safetensors
 from .signing import SignatureError, sign_manifest, verify_manifest
@@ -68,12 +77,10 @@ __all__ = [
 ]
 
 FORMAT = "fedlora-device/1"
-MANIFEST = "manifest.json"
 WEIGHTS = "weights.safetensors"
 REFERENCE = "reference.safetensors"
 SIGNATURE = "manifest.sig"
 _KNOWN_FILES = (WEIGHTS, REFERENCE)
-_FC_TENSORS = ("weights", "weight_scale", "bias", "output_multiplier", "output_shift")
 _REQUIRED_KEYS = ("format", "architecture", "rounding", "linears", "floats", "task", "provenance", "files")
 _FIX = "the bundle is corrupted or was tampered with; export it again with `fedlora export`"
 
@@ -106,7 +113,7 @@ class DeviceBundle:
     @property
     def id(self) -> str:
         """SHA-256 of ``manifest.json``, which pins every other file."""
-        return hashlib.sha256((self.path / MANIFEST).read_bytes()).hexdigest()
+        return sha256_hex((self.path / MANIFEST).read_bytes())
 
 
 def fc_tensor(layer: str, index: int, field: str) -> str:
@@ -177,7 +184,7 @@ def write_device_bundle(
         })
         manifest["reference"] = {"file": REFERENCE, "description": reference.description,
                                  "torch_metrics": dict(reference.torch_metrics)}
-    manifest["files"] = {name: {"sha256": _sha256(data), "bytes": len(data)} for name, data in files.items()}
+    manifest["files"] = file_entries(files)
     manifest_bytes = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
     files[MANIFEST] = manifest_bytes
     if sign_key_pem is not None:
@@ -190,26 +197,6 @@ def write_device_bundle(
 def _quant(scale: float, zero_point: int) -> dict[str, Any]:
     # A float32 scale printed as the shortest double that rounds back to it exactly.
     return {"scale": float(np.float32(scale)), "zero_point": int(zero_point)}
-
-
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def write_atomically(directory: Path, files: Mapping[str, bytes]) -> None:
-    """Write into a temporary sibling, then rename: readers never see half a bundle."""
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=directory.parent))
-    try:
-        staging.chmod(0o755)  # mkdtemp makes it private; a bundle is meant to be read
-        for name, data in files.items():
-            (staging / name).write_bytes(data)
-        if directory.exists():
-            shutil.rmtree(directory)
-        os.replace(staging, directory)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
 
 
 # ---------------------------------------------------------------------------------------
@@ -253,15 +240,14 @@ def _check_signature(directory: Path, manifest_bytes: bytes, public_key_pem: byt
 
 def _parse_manifest(manifest_bytes: bytes, where: str) -> dict[str, Any]:
     try:
-        manifest = json.loads(manifest_bytes.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DeviceBundleError(f"{where}: {MANIFEST} is not valid JSON ({exc}); {_FIX}") from exc
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        found = manifest.get("format") if isinstance(manifest, dict) else type(manifest).__name__
+        manifest = parse_manifest(manifest_bytes, FORMAT)
+    except WrongFormat as exc:
         raise DeviceBundleError(
-            f"{where}: {MANIFEST} has format {found!r}, expected {FORMAT!r}; this is not a fedlora "
-            "device bundle (a base bundle is not runnable: export it with `fedlora export --base-only`)"
-        )
+            f"{where}: {exc}; this is not a fedlora device bundle (a base bundle is not runnable: export it "
+            "with `fedlora export --base-only`)"
+        ) from exc
+    except ManifestError as exc:
+        raise DeviceBundleError(f"{where}: {exc}; {_FIX}") from exc
     missing = [key for key in _REQUIRED_KEYS if key not in manifest]
     if missing:
         raise DeviceBundleError(f"{where}: {MANIFEST} lacks {', '.join(map(repr, missing))}; {_FIX}")
@@ -273,6 +259,8 @@ def _parse_manifest(manifest_bytes: bytes, where: str) -> dict[str, Any]:
 
 
 def _read_files(directory: Path, manifest: dict[str, Any], where: str) -> dict[str, bytes]:
+    """The listed files, checked by :func:`.manifest.read_files` after this kind's own
+    rules: only the weights (always) and the reference (with its manifest entry)."""
     listed = manifest["files"]
     unknown = sorted(set(listed) - set(_KNOWN_FILES))
     if unknown:
@@ -281,27 +269,10 @@ def _read_files(directory: Path, manifest: dict[str, Any], where: str) -> dict[s
         raise DeviceBundleError(f"{where}: {MANIFEST} does not list {WEIGHTS}; {_FIX}")
     if (REFERENCE in listed) != ("reference" in manifest):
         raise DeviceBundleError(f"{where}: {MANIFEST}: 'reference' and the file {REFERENCE} come together; {_FIX}")
-    files = {}
-    for name, expected in listed.items():
-        if not (isinstance(expected, dict) and isinstance(expected.get("sha256"), str)
-                and isinstance(expected.get("bytes"), int)):
-            raise DeviceBundleError(f"{where}: {MANIFEST}: entry of {name} needs 'sha256' and 'bytes'; {_FIX}")
-        path = directory / name
-        if not path.is_file():
-            raise DeviceBundleError(f"{where}: {name} is listed in {MANIFEST} but missing")
-        data = path.read_bytes()
-        if len(data) != expected["bytes"]:
-            raise DeviceBundleError(
-                f"{where}: {name} is {len(data)} bytes, {MANIFEST} says {expected['bytes']} (truncated or "
-                f"replaced); {_FIX}"
-            )
-        actual = _sha256(data)
-        if actual != expected["sha256"]:
-            raise DeviceBundleError(
-                f"{where}: {name} has SHA-256 {actual[:16]}…, {MANIFEST} says {expected['sha256'][:16]}…; {_FIX}"
-            )
-        files[name] = data
-    return files
+    try:
+        return read_files(directory, manifest, unlisted=(MANIFEST, SIGNATURE))
+    except ManifestError as exc:
+        raise DeviceBundleError(f"{where}: {exc}; {_FIX}") from exc
 
 
 class _Loader:

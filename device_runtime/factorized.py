@@ -1,9 +1,11 @@
-"""A factorized linear layer run as two int8 FCs: ``y = U·(V·x) + b``.
+"""A factorized linear layer run as two int8 FCs: ``y = U(Vx) + b``.
 
-``W ≈ U·V`` with ``V`` (rank, in) applied first — the "B" factor in ``y = A(Bx)`` — and
-``U`` (out, rank) second — the "A" factor. The rank-sized intermediate ``V·x`` is an int8
-tensor with its own calibrated scale and zero point; the bias belongs to the second FC.
-Parameters drop from ``out·in`` to ``rank·(out + in)``, and so do multiply-accumulates.
+The base factors of ``W ≈ U·V``: ``V`` (rank, in) is applied first, ``U`` (out, rank)
+second. A personalized layer is the same two FCs with its adapter merged in,
+``W + s·B·A = [U | s·B]·[V ; A]`` (rank k + r; the adapter, as in LoRA, applies ``A``
+first: ``Δy = s·B(Ax)``). The rank-sized intermediate ``V·x`` is an int8 tensor with its
+own calibrated scale and zero point; the bias belongs to the second FC. Parameters drop
+from ``out·in`` to ``rank·(out + in)``, and so do multiply-accumulates.
 """
 
 from __future__ import annotations
@@ -12,8 +14,8 @@ import numpy as np
 
 from .chain import FullyConnectedChain
 from .fixed_point import Rounding
-from .calibration import quantize_linear
 from .fully_connected import FullyConnectedSpec
+from .post_training import quantize_linear
 from .quantization import dequantize_activation, quantize_activation
 
 

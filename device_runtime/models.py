@@ -1,14 +1,11 @@
-"""Whole-model inference: what every architecture provides, and the registry of them.
+"""Whole-model inference: what every architecture provides.
 
 An architecture is a float model whose linear layers run as :class:`Int8Linear` s and
 whose other operations run in float32 (:mod:`.ops`). It declares, from its
 hyper-parameters, which linear layers it has and their shapes, which float32 tensors it
 needs, and which activation each linear layer fuses; the bundle loader checks a bundle
-against exactly that before building the model. The built-in architectures mirror the
-task models of the core library, module name for module name:
-
-* ``char_transformer`` (:mod:`.char_transformer`) — ``fedlora.tasks.char_transformer``;
-* ``mlp`` (:mod:`.mlp`) — ``fedlora.tasks.mlp``.
+against exactly that before building the model. The architectures themselves live in
+their own modules and are looked up by name in :mod:`.registry`.
 """
 
 from __future__ import annotations
@@ -22,7 +19,7 @@ import numpy as np
 from .chain import FullyConnectedChain
 from .linear import Int8Linear
 
-__all__ = ["ARCHITECTURES", "RuntimeModel", "architecture"]
+__all__ = ["RuntimeModel", "check_keys", "positive_int"]
 
 
 class RuntimeModel(ABC):
@@ -109,24 +106,6 @@ class RuntimeModel(ABC):
         totals["float32_tensors"] = floats
         totals["total"] = sum(totals.values())
         return totals
-
-
-def _registry() -> dict[str, type[RuntimeModel]]:
-    from .char_transformer import CharTransformerRuntime
-    from .mlp import MLPRuntime
-
-    return {cls.name: cls for cls in (CharTransformerRuntime, MLPRuntime)}
-
-
-ARCHITECTURES: tuple[str, ...] = ("char_transformer", "mlp")
-
-
-def architecture(name: str) -> type[RuntimeModel]:
-    """The runtime class of architecture ``name``; ``ValueError`` naming the known ones."""
-    registry = _registry()
-    if name not in registry:
-        raise ValueError(f"unknown architecture {name!r}; this runtime knows {', '.join(sorted(registry))}")
-    return registry[name]
 
 
 def positive_int(architecture: Mapping[str, Any], key: str) -> int:

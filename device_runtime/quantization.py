@@ -21,8 +21,6 @@ The fixed-point rescaling itself lives in :mod:`.fixed_point` and is re-exported
 
 from __future__ import annotations
 
-from typing import Literal
-
 import numpy as np
 
 from .fixed_point import (
@@ -54,7 +52,6 @@ __all__ = [
 QMAX = 127  # symmetric int8 weights use [-127, 127], as TFLite does
 INT8_MIN, INT8_MAX = -128, 127
 
-Activation = Literal["none", "relu", "relu6"]
 ACTIVATIONS: tuple[str, ...] = ("none", "relu", "relu6")
 
 

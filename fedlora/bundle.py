@@ -13,12 +13,14 @@ A bundle is a directory of two files:
 
 The bundle's id is the SHA-256 of ``manifest.json``. Since the manifest pins every other
 file's hash, the id pins the whole bundle: a client that knows the id can verify any copy.
+Reading or installing a bundle checks every file's size and hash, and that nothing is
+missing or unlisted, with the verifier the device bundle uses too
+(:mod:`fedlora.device_runtime.manifest`).
 No pickle anywhere: safetensors and JSON only.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -32,20 +34,27 @@ from safetensors.numpy import save as save_safetensors
 from torch import nn
 
 from fedlora import __version__
-from fedlora.device_runtime.bundle import write_atomically
-from fedlora.device_runtime.quantization import dequantize_symmetric
+from fedlora.device_runtime.manifest import (
+    MANIFEST,
+    ManifestError,
+    WrongFormat,
+    file_entries,
+    parse_manifest,
+    read_files,
+    sha256_hex,
+    verify_files,
+    write_atomically,
+)
+from fedlora.device_runtime.quantization import QMAX, dequantize_symmetric
 from fedlora.errors import FedloraError
 from fedlora.factorize import LayerFactorization, factorize_like
 from fedlora.quantize import FACTORS
 from fedlora.tasks.base import Task
 
 FORMAT = "fedlora-base/1"
-MANIFEST = "manifest.json"
 WEIGHTS = "weights.safetensors"
-
-
-def sha256_hex(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
+_REQUIRED_KEYS = ("task", "layers", "files", "quantization")
+_FIX = "the bundle is corrupted or was tampered with: delete it and fetch or rebuild it"
 
 
 @dataclass(frozen=True)
@@ -100,9 +109,9 @@ def write_base_bundle(
             }
             for layer in layers
         ],
-        "quantization": {"scheme": "int8-symmetric-per-row", "factors": list(FACTORS), "qmax": 127},
+        "quantization": {"scheme": "int8-symmetric-per-row", "factors": list(FACTORS), "qmax": QMAX},
         "provenance": provenance,
-        "files": {WEIGHTS: {"sha256": sha256_hex(weights), "bytes": len(weights)}},
+        "files": file_entries({WEIGHTS: weights}),
     }
     manifest_bytes = json.dumps(manifest, indent=2, sort_keys=True).encode()
     write_atomically(directory, {WEIGHTS: weights, MANIFEST: manifest_bytes})
@@ -111,32 +120,20 @@ def write_base_bundle(
 
 def _parse_manifest(manifest_bytes: bytes, where: str) -> dict[str, Any]:
     try:
-        manifest = json.loads(manifest_bytes)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise FedloraError(f"{where}: manifest.json is not valid JSON ({exc}); the bundle is corrupted") from exc
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        found = manifest.get("format") if isinstance(manifest, dict) else type(manifest).__name__
-        raise FedloraError(f"{where}: not a fedlora base bundle (format {found!r}, expected {FORMAT!r})")
-    for key in ("task", "layers", "files", "quantization"):
-        if key not in manifest:
-            raise FedloraError(f"{where}: manifest.json lacks {key!r}; the bundle is corrupted")
+        manifest = parse_manifest(manifest_bytes, FORMAT)
+    except WrongFormat as exc:
+        raise FedloraError(f"{where}: not a fedlora base bundle (format {exc.found!r}, expected {FORMAT!r})") from exc
+    except ManifestError as exc:
+        raise FedloraError(f"{where}: {exc}; {_FIX}") from exc
+    missing = [key for key in _REQUIRED_KEYS if key not in manifest]
+    if missing:
+        raise FedloraError(f"{where}: {MANIFEST} lacks {', '.join(map(repr, missing))}; {_FIX}")
     return manifest
 
 
-def _verify_files(manifest: dict[str, Any], files: dict[str, bytes], where: str) -> None:
-    for name, expected in manifest["files"].items():
-        if name not in files:
-            raise FedloraError(f"{where}: file {name!r} listed in the manifest is missing")
-        actual = sha256_hex(files[name])
-        if actual != expected["sha256"]:
-            raise FedloraError(
-                f"{where}: {name} has SHA-256 {actual[:16]}…, the manifest says {expected['sha256'][:16]}…; "
-                "the bundle is corrupted or was tampered with. Delete it and fetch or rebuild it."
-            )
-
-
 def read_base_bundle(directory: str | os.PathLike, expected_id: str | None = None) -> BaseBundle:
-    """Open and verify a bundle on disk (manifest, every file hash, and the id if given)."""
+    """Open and verify a bundle on disk: its manifest, every file's size and hash, nothing
+    missing or unlisted, and the id if given."""
     directory = Path(directory)
     if not (directory / MANIFEST).is_file():
         raise FedloraError(f"{directory} is not a base bundle: it has no {MANIFEST}")
@@ -145,22 +142,29 @@ def read_base_bundle(directory: str | os.PathLike, expected_id: str | None = Non
     if expected_id is not None and bundle_id != expected_id:
         raise FedloraError(f"{directory}: bundle id {bundle_id[:16]}… is not the expected {expected_id[:16]}…")
     manifest = _parse_manifest(manifest_bytes, str(directory))
-    files = {name: (directory / name).read_bytes() for name in manifest["files"] if (directory / name).is_file()}
-    _verify_files(manifest, files, str(directory))
+    try:
+        read_files(directory, manifest)
+    except ManifestError as exc:
+        raise FedloraError(f"{directory}: {exc}; {_FIX}") from exc
     return BaseBundle(directory, manifest, bundle_id)
 
 
 def install_bundle(files: dict[str, bytes], expected_id: str, cache_dir: Path) -> BaseBundle:
     """Verify bundle files received over the wire and store them under ``cache_dir/<id>``.
 
-    Nothing is written unless every check passes; an existing verified copy is reused.
+    Nothing is written unless every check passes (the same as :func:`read_base_bundle`'s);
+    an existing verified copy is reused.
     """
     if MANIFEST not in files:
         raise FedloraError(f"received bundle has no {MANIFEST}")
     if sha256_hex(files[MANIFEST]) != expected_id:
         raise FedloraError("received bundle's manifest does not hash to the announced bundle id; refusing it")
-    manifest = _parse_manifest(files[MANIFEST], f"bundle {expected_id[:12]}")
-    _verify_files(manifest, files, f"bundle {expected_id[:12]}")
+    where = f"bundle {expected_id[:12]}"
+    manifest = _parse_manifest(files[MANIFEST], where)
+    try:
+        verify_files(manifest, files)
+    except ManifestError as exc:
+        raise FedloraError(f"{where}: {exc}; {_FIX}") from exc
     directory = cache_dir / expected_id
     if not (directory / MANIFEST).is_file():
         write_atomically(directory, {name: files[name] for name in [MANIFEST, *manifest["files"]]})

@@ -1,63 +1,11 @@
 """Turn a (merged) torch model of a built-in task into a device-runtime model.
 
-Post-training quantization with calibration:
-
-1. Read the architecture's hyper-parameters off the torch model (``CharTransformer`` →
-   ``char_transformer``, ``MLP`` → ``mlp``).
-2. Calibrate (:func:`calibrate`): run the float model on calibration batches and record,
-   per linear layer, the per-channel range and the second moments of its input, the
-   per-channel range of its output (after a fused ReLU), and how much an error in each
-   output moves the model's decisions — ``E[g·gᵀ]`` with ``g`` the gradient of the
-   margin between the two largest logits of every prediction (random ± signs per
-   prediction keep the predictions' gradients from mixing).
-3. Equalize. Each step is an exact refactoring — the float function is unchanged — that
-   lets the single int8 scale of a tensor serve all of its channels:
-
-   * *fold the input ranges into the layer norm* in front of a layer: the norm's float
-     affine ``γ, β`` becomes ``γ/a, (β − c)/a`` and the layer's first factor takes
-     ``diag(a)`` and its bias ``W·c``, with ``c``, ``a`` the centre and half-width of each
-     input channel's range, so every input channel spans [−1, 1] — per-channel input
-     quantization at no cost, since the norm's affine runs in float32 anyway;
-   * *balance the intermediate* of a factorized layer, ``U·V = (U·T⁻¹)·(T·V)`` with the
-     ``T`` of :func:`~fedlora.device_runtime.calibration.balance_intermediate` that
-     minimizes the decision-weighted output error of rounding ``T·V·x``, then divide
-     each intermediate channel by its range, ``(U·T⁻¹·D)·(D⁻¹·T·V)``;
-   * *equalize the output* of layers whose output goes to float32 code: the last FC
-     computes ``(y − o)/e`` per channel, with ``o``, ``e`` the centre and half-width of
-     the channel's calibrated range, and the runtime's dequantize step applies
-     ``y = e·y' + o`` (:class:`~fedlora.device_runtime.Int8Linear`).
-
-4. Quantize as TFLite does (:func:`~fedlora.device_runtime.quantize_linear`): weights
-   symmetric per output channel, activations asymmetric from the calibrated min/max, the
-   bias int32 on the last FC — except that each weight is rounded up or down by GPTQ, to
-   minimize the FC's output error on the calibration inputs rather than its own.
-
-Measured on the default task at full size (textlm: 1500 pretraining and 300 healing
-steps, fedit, six clients), top-1 agreement of the int8 model with the float one per
-client: plain per-tensor min/max 95.1–96.6%; a random rotation of the intermediates and
-the output affine (the previous export) 95.7–97.2%, mean 96.5%; the steps above
-96.3–97.2%, mean 96.9% (over four draws of calibration windows, mean 96.55% → 97.0%), with
-loss within 0.006 nats and accuracy within 0.7 points. Step by step, the spread of the
-error on the gap between the two best logits goes 0.190 → 0.187 (folding) → 0.163
-(balancing; 0.181 with the plain-MSE weighting) → 0.153 (GPTQ).
-
-What is left is the rounding of int8 activations, spread over every layer and led by the
-first block's attention keys (its scores are large, so small errors in the keys move its
-softmax). Simulated: without any layer's input rounding the agreement would be 97.5%;
-16-bit activations with these int8 weights (the int16x8 kernels of TFLM and CMSIS-NN)
-would give 99.1%. Tried and dropped, no gain in agreement: smoothing inputs into the
-weights (SmoothQuant), MSE-optimal or percentile clipping of the ranges of inputs (also of
-the keys' and queries' inputs alone), intermediates or outputs, calibrating each layer on
-int8-simulated upstream activations, per-channel bias correction, calibrating on all of a
-client's windows, centring the intermediates with a bias on the first FC, folding the
-attention output's range into the value projection, rebalancing queries against keys, a
-rotation of the residual stream (no gain in the error model either), and an argmax-aware
-head range — logits more than Δ below the lowest best logit of the calibration data
-saturate: no agreement gained at Δ = 1 to 4, while the loss rose by 0.03–0.05 nats at
-Δ = 2 and 0.10–0.15 nats at Δ = 1.
-
-The MLP's layers feed each other in int8 (ReLU fused), so layer ``i + 1`` takes layer
-``i``'s output parameters as its input parameters and the model is one int8 chain.
+:func:`to_device_model` reads the architecture off the torch model, calibrates it on
+input batches (:func:`calibrate`), applies exact refactorings that let each int8 tensor's
+single scale serve all its channels (:func:`fold_and_balance`, then per-channel
+intermediate and output equalization), and quantizes every linear layer into int8 FCs
+(GPTQ-rounded weights by default). How and why, with measurements and what was tried
+and dropped: ``docs/calibration.md``.
 """
 
 from __future__ import annotations
@@ -70,16 +18,16 @@ import torch
 from torch import nn
 
 from fedlora.adapters.layer import AdaptedLinear
-from fedlora.device_runtime import ChannelRange, FullyConnectedChain, Int8Linear, RuntimeModel, architecture, quantize_linear
-from fedlora.device_runtime.calibration import Moments, balance_intermediate
+from fedlora.device_runtime import FullyConnectedChain, Int8Linear, RuntimeModel, architecture, quantize_linear
 from fedlora.errors import FedloraError
+from fedlora.export.calibration import ChannelRange, Moments, balance_intermediate, round_factors_gptq
 from fedlora.factorize import FactorizedLinear
 from fedlora.tasks.char_transformer import CharTransformer
 from fedlora.tasks.mlp import MLP
 
 __all__ = ["WEIGHT_ROUNDINGS", "architecture_of", "CalibratedLayer", "calibrate", "fold_and_balance", "input_norms", "to_device_model"]
 
-#: how weights are rounded to int8: "gptq" (:func:`~fedlora.device_runtime.calibration.round_weights_gptq`)
+#: how weights are rounded to int8: "gptq" (:func:`~fedlora.export.calibration.round_weights_gptq`)
 #: or "nearest" (TFLite's converter)
 WEIGHT_ROUNDINGS = ("gptq", "nearest")
 
@@ -239,9 +187,9 @@ def _decision_probe(logits: torch.Tensor, generator: torch.Generator) -> torch.T
 
 
 def fold_and_balance(model: nn.Module, layers: dict[str, CalibratedLayer], floats: dict[str, np.ndarray]) -> None:
-    """The exact refactorings of step 3 that change weights, in place: fold each layer
-    norm's output range into its affine (``floats``) and its consumers' first factors,
-    then balance every factorized layer's intermediate."""
+    """The exact refactorings that change weights, in place: fold each layer norm's
+    output range into its affine (``floats``) and its consumers' first factors, then
+    balance every factorized layer's intermediate (``docs/calibration.md``, step 3)."""
     for norm, consumers in input_norms(model).items():
         _fold_into_norm(norm, [layers[name] for name in consumers], floats)
     for layer in layers.values():
@@ -296,9 +244,9 @@ def to_device_model(
     weight_rounding: str = "gptq",
 ) -> RuntimeModel:
     """The device-runtime model of ``model`` (adapters merged), calibrated on ``calibration``
-    (an iterable of input batches). ``equalize`` applies the refactorings of the module
-    docstring; without it, plain per-tensor min/max calibration. ``weight_rounding``:
-    ``gptq`` or ``nearest``."""
+    (an iterable of input batches). ``equalize`` applies the exact refactorings of
+    ``docs/calibration.md`` (step 3); without it, plain per-tensor min/max calibration.
+    ``weight_rounding``: ``gptq`` or ``nearest``."""
     if weight_rounding not in WEIGHT_ROUNDINGS:
         raise FedloraError(f"weight rounding must be one of {', '.join(WEIGHT_ROUNDINGS)}, got {weight_rounding!r}")
     arch = architecture_of(model)
@@ -343,9 +291,9 @@ def to_device_model(
             out_min, out_max = (out_min - offset) / scale, (out_max - offset) / scale
         ranges.append((float(out_min.min()), float(out_max.max())))
         previous_output = ranges[-1]
-        second_moment = layer.input_moments.second if weight_rounding == "gptq" else None
         try:
-            specs = quantize_linear(factors, bias, ranges, activations[name], second_moment)
+            weights = round_factors_gptq(factors, layer.input_moments.second) if weight_rounding == "gptq" else None
+            specs = quantize_linear(factors, bias, ranges, activations[name], weights)
             chain = FullyConnectedChain(specs, rounding)
         except ValueError as exc:
             raise FedloraError(f"cannot quantize layer {name!r}: {exc}; calibrate on data that exercises it") from exc

@@ -1,5 +1,6 @@
 """The base bundle: exact round trip, integrity checks, atomic install."""
 
+import hashlib
 import json
 from functools import cached_property
 
@@ -91,6 +92,28 @@ def test_a_tampered_weights_file_is_refused(built):
         read_base_bundle(bundle.path)
 
 
+def test_a_truncated_weights_file_is_refused_by_its_size(built):
+    _, _, bundle = built
+    data = (bundle.path / WEIGHTS).read_bytes()
+    (bundle.path / WEIGHTS).write_bytes(data[:-10])
+    with pytest.raises(FedloraError, match=f"{WEIGHTS} is {len(data) - 10} bytes, manifest.json says {len(data)}"):
+        read_base_bundle(bundle.path)
+
+
+def test_a_missing_weights_file_is_refused(built):
+    _, _, bundle = built
+    (bundle.path / WEIGHTS).unlink()
+    with pytest.raises(FedloraError, match=f"{WEIGHTS} is listed in manifest.json but missing"):
+        read_base_bundle(bundle.path)
+
+
+def test_an_unlisted_file_in_the_folder_is_refused(built):
+    _, _, bundle = built
+    (bundle.path / "extra.bin").write_bytes(b"not pinned by the manifest")
+    with pytest.raises(FedloraError, match=r"holds \['extra.bin'\], which manifest.json does not list"):
+        read_base_bundle(bundle.path, expected_id=bundle.id)
+
+
 def test_a_tampered_manifest_changes_the_id_and_is_refused(built):
     _, _, bundle = built
     manifest = json.loads((bundle.path / MANIFEST).read_text())
@@ -130,3 +153,27 @@ def test_a_bundle_for_another_task_is_refused(built):
 
     with pytest.raises(FedloraError, match="built for task 'tiny', not 'other'"):
         load_base_model(bundle, Other())
+
+
+def test_install_refuses_unlisted_and_missing_files(built, tmp_path):
+    _, _, bundle = built
+    files = bundle.files()
+    cache = tmp_path / "cache"
+    with pytest.raises(FedloraError, match=r"holds \['extra.bin'\], which manifest.json does not list"):
+        install_bundle(dict(files, **{"extra.bin": b"smuggled"}), bundle.id, cache)
+    with pytest.raises(FedloraError, match=f"{WEIGHTS} is listed in manifest.json but missing"):
+        install_bundle({MANIFEST: files[MANIFEST]}, bundle.id, cache)
+    assert not cache.exists()
+
+
+def test_install_refuses_a_file_name_that_escapes_the_folder(built, tmp_path):
+    _, _, bundle = built
+    files = bundle.files()
+    manifest = json.loads(files[MANIFEST])
+    manifest["files"]["../escaped.bin"] = manifest["files"].pop(WEIGHTS)
+    manifest_bytes = json.dumps(manifest).encode()
+    bundle_id = hashlib.sha256(manifest_bytes).hexdigest()
+    received = {MANIFEST: manifest_bytes, "../escaped.bin": files[WEIGHTS]}
+    with pytest.raises(FedloraError, match="'../escaped.bin', which is not a plain file name"):
+        install_bundle(received, bundle_id, tmp_path / "cache" / "received")
+    assert not (tmp_path / "cache").exists()

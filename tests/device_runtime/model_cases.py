@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fedlora.device_runtime import ChannelRange, FullyConnectedChain, Int8Linear, quantize_linear
+from fedlora.device_runtime import FullyConnectedChain, Int8Linear, quantize_linear
 from fedlora.device_runtime.char_transformer import CharTransformerConfig, CharTransformerRuntime
 from fedlora.device_runtime.mlp import MLPConfig, MLPRuntime
 
@@ -35,10 +35,9 @@ def calibrated_linear(rng, factors, bias, x, activation="none", input_range=None
         ranges.append((float(h.min()), float(h.max())))
     scale = offset = None
     if affine:
-        observed = ChannelRange(h.shape[1])
-        observed.update(h)
-        offset = (observed.min + observed.max) / 2
-        scale = np.maximum((observed.max - observed.min) / 2, 1e-6)
+        low, high = h.min(axis=0), h.max(axis=0)  # per output channel
+        offset = (low + high) / 2
+        scale = np.maximum((high - low) / 2, 1e-6)
         factors = [*factors[:-1], factors[-1] / scale[:, None]]
         bias = (bias - offset) / scale
         ranges[-1] = (-1.0, 1.0)

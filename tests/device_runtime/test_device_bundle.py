@@ -124,6 +124,11 @@ def test_missing_weights(bundle):
     fails(bundle, WEIGHTS, "missing")
 
 
+def test_unlisted_file_in_the_folder(bundle):
+    (bundle / "notes.txt").write_text("not pinned by the manifest")
+    fails(bundle, "'notes.txt'", "does not list")
+
+
 def test_manifest_not_json(bundle):
     (bundle / MANIFEST).write_text('{"format": "fedlora-device/1",')
     fails(bundle, "not valid JSON")

@@ -1,18 +1,19 @@
-"""Post-training calibration: activation statistics in, int8 FC specs out.
+"""Calibration statistics and weight choices of the exporter (host side, numpy only).
 
-A linear layer runs as a chain of int8 FCs, ``y = F_L(… F_1(x))`` (one FC for a dense
-layer, two — ``V`` then ``U`` — for a factorized one). Quantizing it needs the float
-weights of each FC and the range of every tensor on the way: the input, each
-intermediate, the output. :class:`ChannelRange` collects those ranges per channel over
-calibration batches, :class:`Moments` the input's second moments; :func:`quantize_linear`
-turns weights and ranges into :class:`FullyConnectedSpec` s the way TFLite's post-training
-quantizer does (weights symmetric per output channel, activations asymmetric from min/max,
-bias int32 on the last FC at scale ``s_in·s_w``), optionally choosing each weight's
-rounding with GPTQ (:func:`round_weights_gptq`) instead of to nearest.
+The device runtime quantizes a linear layer from its float factors and the calibrated
+range of every tensor on the way (:func:`fedlora.device_runtime.quantize_linear`, as
+TFLite's converter does). What it is given is chosen here, on the host:
 
-:func:`balance_intermediate` picks the basis of a factorized layer's int8 intermediate
-that minimizes the output error its rounding causes. Both are host-side choices of *which*
-int8 numbers to store: the kernels, and their bit-exactness, are untouched.
+* :class:`ChannelRange` and :class:`Moments` collect the per-channel ranges and the
+  second moments of activations over calibration batches;
+* :func:`balance_intermediate` picks the basis of a factorized layer's int8 intermediate
+  that minimizes the output error its rounding causes;
+* :func:`round_weights_gptq` (one FC) and :func:`round_factors_gptq` (a layer's chain)
+  round each weight up or down to minimize the FC's output error rather than its own.
+
+All of them choose *which* int8 numbers to store: the kernels, and their bit-exactness,
+are untouched. How the exporter uses them, and what they gain, is in
+``docs/calibration.md``.
 """
 
 from __future__ import annotations
@@ -21,10 +22,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .fully_connected import FullyConnectedSpec
-from .quantization import QMAX, asymmetric_params_from_range, quantize_bias, quantize_symmetric, round_half_away
+from fedlora.device_runtime.quantization import QMAX, quantize_symmetric, round_half_away
 
-__all__ = ["ChannelRange", "Moments", "balance_intermediate", "quantize_linear", "round_weights_gptq"]
+__all__ = ["GPTQ_DAMPING", "ChannelRange", "Moments", "balance_intermediate", "round_factors_gptq", "round_weights_gptq"]
 
 #: GPTQ's dampening, a fraction of the mean diagonal of the input second moment added to
 #: its diagonal (Frantar et al. 2023 use 1%): keeps the Cholesky factor well conditioned
@@ -181,11 +181,12 @@ def round_weights_gptq(weights: np.ndarray, input_second_moment: np.ndarray) -> 
     ``E‖(W − s·q)·x‖²`` rather than each weight's own error (GPTQ, Frantar et al. 2023).
 
     weights: (out, in) float; input_second_moment: ``E[x xᵀ]`` (in, in) of the FC's
-    input. Scales are :func:`~.quantization.quantize_symmetric`'s (``max|w|/127`` per
+    input. Scales are those of
+    :func:`~fedlora.device_runtime.quantization.quantize_symmetric` (``max|w|/127`` per
     row), so only which int8 values the weights take changes, not their scales. Columns
     are rounded in order of decreasing input energy; each rounding error is pushed onto
     the columns not yet rounded through the Cholesky factor of the (damped) inverse
-    second moment. Returns ``(q, scale)`` as :func:`~.quantization.quantize_symmetric`.
+    second moment. Returns ``(q, scale)`` as ``quantize_symmetric`` does.
     """
     _, scale = quantize_symmetric(weights)
     w = np.array(weights, dtype=np.float64)
@@ -196,7 +197,7 @@ def round_weights_gptq(weights: np.ndarray, input_second_moment: np.ndarray) -> 
     order = np.argsort(-energy, kind="stable")
     w, hessian = w[:, order], hessian[np.ix_(order, order)]
     hessian[np.diag_indices_from(hessian)] += GPTQ_DAMPING * energy.mean()
-    upper = np.linalg.cholesky(np.linalg.inv(hessian)).T  # H⁻¹ = Uᵀ·U
+    upper = np.linalg.cholesky(np.linalg.inv(hessian)).T  # H⁻¹ = upperᵀ·upper
     step = scale.astype(np.float64)
     q = np.empty(w.shape, dtype=np.int8)
     for i in range(w.shape[1]):
@@ -207,43 +208,17 @@ def round_weights_gptq(weights: np.ndarray, input_second_moment: np.ndarray) -> 
     return q[:, np.argsort(order)], scale
 
 
-def quantize_linear(
-    factors: Sequence[np.ndarray],
-    bias: np.ndarray | None,
-    ranges: Sequence[tuple[float, float]],
-    activation: str = "none",
-    input_second_moment: np.ndarray | None = None,
-) -> list[FullyConnectedSpec]:
-    """int8 FC specs for ``y = factors[-1] · … · factors[0] · x + bias``.
-
-    factors: float matrices applied in order, ``factors[i]`` of shape (d_{i+1}, d_i).
-    ranges: ``len(factors) + 1`` float ``(min, max)`` pairs — the input, every
-    intermediate, the output (after ``activation``) — as calibrated.
-    activation: fused on the last FC ("none", "relu", "relu6").
-    input_second_moment: ``E[x xᵀ]`` of the input; given, weights are rounded with
-    :func:`round_weights_gptq` (FC ``i + 1`` sees ``F_i·…·F_0·x``, whose second moment
-    follows from it), else to nearest.
-    Raises ``ValueError`` for shapes that do not chain or a degenerate range.
-    """
-    if len(ranges) != len(factors) + 1:
-        raise ValueError(f"{len(factors)} factors need {len(factors) + 1} ranges, got {len(ranges)}")
-    for a, b in zip(factors, factors[1:]):
-        if np.shape(b)[1] != np.shape(a)[0]:
-            raise ValueError(f"factor shapes {np.shape(a)} and {np.shape(b)} do not chain")
-    params = [asymmetric_params_from_range(lo, hi) for lo, hi in ranges]
+def round_factors_gptq(
+    factors: Sequence[np.ndarray], input_second_moment: np.ndarray
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """:func:`round_weights_gptq` for each FC of a chain ``factors`` (applied in order,
+    as :func:`fedlora.device_runtime.quantize_linear` takes them): FC ``i + 1`` sees
+    ``F_i·…·F_0·x``, whose second moment follows from ``input_second_moment`` (``E[x xᵀ]``
+    of the chain's input). Returns ``(q, scale)`` per factor, for ``quantize_linear``'s
+    ``weights``."""
     second = input_second_moment
-    specs = []
-    for i, weights in enumerate(factors):
-        if second is None:
-            q, scale = quantize_symmetric(weights)
-        else:
-            q, scale = round_weights_gptq(weights, second)
-            second = weights @ second @ np.transpose(weights)
-        (s_in, z_in), (s_out, z_out) = params[i], params[i + 1]
-        last = i == len(factors) - 1
-        specs.append(FullyConnectedSpec(
-            q, scale, s_in, z_in, s_out, z_out,
-            bias=quantize_bias(bias, s_in, scale) if last and bias is not None else None,
-            activation=activation if last else "none",
-        ))
-    return specs
+    rounded = []
+    for weights in factors:
+        rounded.append(round_weights_gptq(weights, second))
+        second = weights @ second @ np.transpose(weights)
+    return rounded

@@ -6,12 +6,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fedlora.device_runtime.calibration import (
+from fedlora.device_runtime import quantize_linear
+from fedlora.export.calibration import (
     ChannelRange,
     Moments,
     _spread_rotation,
     balance_intermediate,
-    quantize_linear,
+    round_factors_gptq,
     round_weights_gptq,
 )
 from fedlora.device_runtime.quantization import dequantize_symmetric, quantize_symmetric
@@ -145,7 +146,7 @@ def test_quantize_linear_rounds_each_fc_for_the_input_it_sees():
     x = rng.normal(size=(300, 8)) @ rng.normal(size=(8, 8))
     second = x.T @ x / len(x)
     ranges = [(-5.0, 5.0), (-9.0, 9.0), (-20.0, 20.0)]
-    first, last = quantize_linear([v, u], np.zeros(6), ranges, input_second_moment=second)
+    first, last = quantize_linear([v, u], np.zeros(6), ranges, weights=round_factors_gptq([v, u], second))
     np.testing.assert_array_equal(first.weights, round_weights_gptq(v, second)[0])
     np.testing.assert_array_equal(last.weights, round_weights_gptq(u, v @ second @ v.T)[0])
     plain_first, _ = quantize_linear([v, u], np.zeros(6), ranges)
