@@ -365,8 +365,7 @@ class Planner:
         config = dataclasses.replace(request.adapter, rank=choice.rank, targets=_exact_targets(choice.layers))
         attach_adapters(model, config, GLOBAL)
         if request.personal:
-            personal = AdapterConfig(variant="lora", rank=config.rank, alpha=config.alpha, targets=config.targets, seed=config.seed + 1)
-            attach_adapters(model, personal, PERSONAL)
+            attach_adapters(model, config.personal(), PERSONAL)
         return model.to("meta")  # adapters are initialised on the CPU
 
     def _trace(self, choice: _Choice, request: PlanRequest) -> tuple[StepTrace, nn.Module]:
@@ -617,6 +616,5 @@ def planned_model(base: nn.Module, plan: Plan) -> nn.Module:
     """``base`` (a frozen factorized model without adapters) with the plan's adapters attached."""
     attach_adapters(base, plan.adapter_config, GLOBAL)
     if plan.personal:
-        config = plan.adapter_config
-        attach_adapters(base, AdapterConfig(variant="lora", rank=config.rank, alpha=config.alpha, targets=config.targets, seed=config.seed + 1), PERSONAL)
+        attach_adapters(base, plan.adapter_config.personal(), PERSONAL)
     return base
