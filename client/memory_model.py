@@ -71,10 +71,6 @@ class MemoryBreakdown:
         return self.adapter_input_bytes + self.path_bytes
 
     @property
-    def scratch_bytes(self) -> int:
-        return self.transient_bytes + self.dequant_bytes
-
-    @property
     def host_bytes(self) -> int:
         """What the torch trainer itself allocates for the step besides the frozen base —
         the part :func:`fedlora.client.memory_probe.measure_training` measures."""
