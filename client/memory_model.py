@@ -46,6 +46,9 @@ FLOAT32_BYTES = 4
 #: after backward, torch's (single-tensor) Adam update keeps the previous tensor's
 #: denominator while making two temporaries (sqrt, then the division) of the next one
 ADAM_UPDATE_TEMPORARIES = 3
+#: what is alive at the peak is reported by where it was made, the largest this many: enough
+#: to point at the culprit, short enough for one line of ``explain_peak``
+PEAK_SITES_SHOWN = 3
 
 
 @dataclass(frozen=True)
@@ -181,5 +184,5 @@ def step_memory(base: nn.Module, model: nn.Module, trace: StepTrace, profile: De
         dequant_bytes=dequant_bytes(base, profile),
         runtime_bytes=profile.ram_reserve,
         peak_site="the optimizer update" if update_peaks else trace.peak_site,
-        peak_alive=() if update_peaks else tuple(sorted(trace.peak_by_site.items(), key=lambda item: -item[1])[:3]),
+        peak_alive=() if update_peaks else tuple(sorted(trace.peak_by_site.items(), key=lambda item: -item[1])[:PEAK_SITES_SHOWN]),
     )

@@ -39,6 +39,9 @@ from fedlora.train import LossFn, TrainConfig, checkpoint_units, task_loss
 OPTIMIZER_ORDER = ("adam", "momentum", "sgd")
 #: what the search may change, most valued first (it gives up the last ones first)
 LEVERS = ("adapted layers", "rank", "optimizer", "activation checkpointing", "micro-batch")
+#: a one-line description names the adapted layers up to this many (beyond, it counts
+#: them or names the first and last), so it stays one line
+LAYERS_NAMED = 3
 
 
 # -- what is asked for -------------------------------------------------------------------
@@ -142,7 +145,7 @@ class Plan:
     def describe(self) -> str:
         """One line: the configuration."""
         layers = self.adapted_layers
-        where = f"{len(layers)} layer{'s' if len(layers) != 1 else ''}" + (f" ({', '.join(layers)})" if len(layers) <= 3 else "")
+        where = f"{len(layers)} layer{'s' if len(layers) != 1 else ''}" + (f" ({', '.join(layers)})" if len(layers) <= LAYERS_NAMED else "")
         accumulate = self.train_config.accumulation
         return (
             f"{where}, rank {self.rank}, micro-batch {self.micro_batch}"
@@ -163,12 +166,12 @@ class Plan:
         picks the tensors, e.g. ``get_method("ffa").travels``; by default every trained
         tensor of the global adapter travels (fedit, flexlora). The Flower message around
         it adds about 1 KB (:func:`.device_plan.update_message_bytes`)."""
-        from fedlora.wire import check_format, frame_bytes
+        from fedlora.wire import FLOAT_DTYPES, check_format, frame_bytes
 
         picked = {name: shape for name, shape in self.adapter_shapes.items() if travels is None or travels(name)}
         if check_format(wire) == "int8":
             return frame_bytes(picked)
-        width = {"fp32": 4, "fp16": 2}[wire]
+        width = FLOAT_DTYPES[wire].itemsize
         return sum(width * int(torch.Size(shape).numel()) for shape in picked.values())
 
 
@@ -350,7 +353,7 @@ class Planner:
     def _changes(self, wanted: _Choice, chosen: _Choice, request: PlanRequest) -> tuple[Change, ...]:
         changes = []
         if chosen.layers != wanted.layers:
-            kept = ", ".join(chosen.layers) if len(chosen.layers) <= 3 else f"{chosen.layers[0]} … {chosen.layers[-1]}"
+            kept = ", ".join(chosen.layers) if len(chosen.layers) <= LAYERS_NAMED else f"{chosen.layers[0]} … {chosen.layers[-1]}"
             changes.append(Change("adapted layers", f"{len(wanted.layers)}", f"top {len(chosen.layers)} ({kept})"))
         if chosen.rank != wanted.rank:
             changes.append(Change("rank", str(wanted.rank), str(chosen.rank)))
