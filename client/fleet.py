@@ -16,6 +16,11 @@ import numpy as np
 from fedlora.client.profiles import load_profile, profile_names
 from fedlora.errors import FedloraError
 
+#: second word of the seed that shuffles a fleet's devices over its clients; other draws
+#: from the run seed use ``[seed, client]`` or ``[seed, round]``, so a constant far above
+#: any client index or round number gives the shuffle a stream of its own
+FLEET_SEED_TAG = 0xF1EE7  # "fleet"
+
 FLEETS = {
     "mcu": "nrf52840:1,stm32f746:1,esp32s3:1,rp2040:1",
     "pi": "rpi-zero-2w:1,rpi4:1,rpi5:1",
@@ -54,5 +59,5 @@ def fleet_assignment(spec: str, clients: int, seed: int) -> tuple[str, ...]:
     for index in np.argsort(-(exact - counts), kind="stable")[: clients - counts.sum()]:
         counts[index] += 1  # largest remainders first
     profiles = [name for (name, _), count in zip(pairs, counts) for _ in range(count)]
-    order = np.random.default_rng([seed, 0xF1EE7]).permutation(clients)
+    order = np.random.default_rng([seed, FLEET_SEED_TAG]).permutation(clients)
     return tuple(profiles[i] for i in order)

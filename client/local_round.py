@@ -26,7 +26,8 @@ from fedlora.bundle import BaseBundle, install_bundle, read_base_bundle
 from fedlora.cache import cache_root
 from fedlora.client_state import ClientState
 from fedlora.client.fleet import fleet_assignment
-from fedlora.client.planner import Plan, PlanRefused, plan_for
+from fedlora.client.device_plan import plan_for
+from fedlora.client.plan_search import Plan, PlanRefused
 from fedlora.client.profiles import load_profile
 from fedlora.errors import FedloraError
 from fedlora.methods import Method, get_method

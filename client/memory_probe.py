@@ -242,7 +242,7 @@ class Measurement:
     @property
     def peak_bytes(self) -> int:
         """What the step needs in RAM besides the frozen base: adapters plus the step's peak.
-        Comparable with the planner's ``MemoryBreakdown.host_bytes``."""
+        Comparable with the memory model's ``MemoryBreakdown.host_bytes``."""
         return self.adapter_bytes + self.step_peak_bytes
 
 

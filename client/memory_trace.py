@@ -10,7 +10,7 @@ adapter need, and nothing below the lowest adapter (no tensor there requires gra
 
 Gradients are made resident before the run (as from a previous micro-batch), so the trace
 holds activations and temporaries only; parameters, gradients, optimizer state and the
-input batch are counted by the planner from their sizes.
+input batch are counted by the memory model (:mod:`.memory_model`) from their sizes.
 """
 
 from __future__ import annotations

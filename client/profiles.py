@@ -240,10 +240,6 @@ def builtin_profiles() -> dict[str, DeviceProfile]:
     return dict(_builtin()[0])
 
 
-def builtin_links() -> dict[str, Link]:
-    return dict(_builtin()[1])
-
-
 def profile_names() -> list[str]:
     return list(_builtin()[0])
 

@@ -15,6 +15,11 @@ from torch import nn
 
 from fedlora.tasks.datasets import Dataset
 
+#: perplexity is exp(loss), and math.exp raises OverflowError above ~709 nats: a diverged
+#: model's loss is capped here first, so its perplexity stays a finite number (e^50 ≈ 5e21)
+#: far above any model that learned anything (a uniform guess over V classes scores ln V)
+PERPLEXITY_LOSS_CAP = 50.0
+
 
 def cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Mean cross-entropy; logits (..., C), targets (...)."""
@@ -36,4 +41,4 @@ def evaluate(model: nn.Module, data: Dataset, batch_size: int = 64) -> dict[str,
         total += flat_targets.numel()
     model.train(was_training)
     loss = loss_sum / max(total, 1)
-    return {"accuracy": correct / max(total, 1), "loss": loss, "perplexity": math.exp(min(loss, 50.0))}
+    return {"accuracy": correct / max(total, 1), "loss": loss, "perplexity": math.exp(min(loss, PERPLEXITY_LOSS_CAP))}

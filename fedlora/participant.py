@@ -61,7 +61,7 @@ def adapted_model(
     config = adapter_config(settings, task, rank, targets)
     attach_adapters(model, config, GLOBAL)
     if settings.personal:
-        personal = AdapterConfig(variant="lora", rank=config.rank, alpha=config.alpha, targets=config.targets, seed=settings.seed + 1)
+        personal = config.personal()
         attach_adapters(model, personal, PERSONAL)
     return model
 

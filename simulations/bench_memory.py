@@ -27,7 +27,8 @@ from rich.table import Table
 from fedlora.terminal import console
 from fedlora.links import airtime
 from fedlora.client.memory_probe import Measurement, measure_training
-from fedlora.client.planner import Plan, Planner, PlanRefused, PlanRequest, planned_model, update_message_bytes
+from fedlora.client.device_plan import planned_model, request_from_settings, update_message_bytes
+from fedlora.client.plan_search import Plan, Planner, PlanRefused, PlanRequest
 from fedlora.client.profiles import DeviceProfile, builtin_profiles, format_bytes, load_link, load_profile
 from fedlora.methods import get_method
 from fedlora.participant import base_model, task_of
@@ -100,7 +101,7 @@ def run(settings: FederationSettings, profiles: list[str] | None = None, windows
     bundle = base_for(settings).bundle
     model = base_model(bundle, task)
     data = task.client(0).train
-    request = PlanRequest.from_settings(settings, task)
+    request = request_from_settings(settings, task)
     chosen = [load_profile(name) for name in profiles] if profiles else list(builtin_profiles().values())
     context = getattr(data, "context", None)
     planner = Planner(model, data.sample(2, manual_seed_generator(settings.seed)))

@@ -47,5 +47,17 @@ class AdapterConfig:
     def scaling(self) -> float:
         return self.alpha / self.rank
 
+    def personal(self) -> AdapterConfig:
+        """The personal adapter that sits beside this (global) one: same rank, alpha and
+        targets, so both adapt the same layers.
+
+        It is always ``lora``: it never leaves the client, so the variants that exist to
+        shrink or align what travels (``lora-fa``, ``core``) buy it nothing. Its seed is the
+        global seed + 1, so its A is a draw of its own rather than the shared one (the
+        layer key also names the adapter; the seed rule stays because every ``--personal``
+        run's numbers depend on it).
+        """
+        return AdapterConfig(variant="lora", rank=self.rank, alpha=self.alpha, targets=self.targets, seed=self.seed + 1)
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

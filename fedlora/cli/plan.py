@@ -33,7 +33,7 @@ def breakdown_table(plan) -> Table:
 
 def print_plan(plan, method, wire: str) -> None:
     from fedlora.links import airtime
-    from fedlora.client.planner import update_message_bytes
+    from fedlora.client.device_plan import update_message_bytes
 
     console.print(breakdown_table(plan))
     console.print(f"[dim]{plan.breakdown.explain_peak()}[/]")
@@ -101,7 +101,8 @@ def plan(
     from fedlora.adapters import AdapterConfig
     from fedlora.bundle import read_base_bundle
     from fedlora.cli.common import load_task
-    from fedlora.client.planner import PlanRefused, PlanRequest, base_ranks, task_planner
+    from fedlora.client.device_plan import base_ranks, task_planner
+    from fedlora.client.plan_search import PlanRefused, PlanRequest
     from fedlora.client.profiles import load_profile
     from fedlora.methods import get_method
     from fedlora.train import TrainConfig

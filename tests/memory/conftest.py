@@ -41,7 +41,7 @@ def small_mlp():
 
 @pytest.fixture(scope="session")
 def lm_planner(small_lm):
-    from fedlora.client.planner import Planner
+    from fedlora.client.plan_search import Planner
 
     model, data = small_lm
     return Planner(model, data.sample(2, manual_seed_generator(0)))

@@ -9,7 +9,8 @@ from typer.testing import CliRunner
 
 from fedlora.cli.app import app
 from fedlora.links import airtime
-from fedlora.client.planner import PlanRefused, plan_for, update_message_bytes
+from fedlora.client.device_plan import plan_for, update_message_bytes
+from fedlora.client.plan_search import PlanRefused
 from fedlora.client.profiles import load_link
 from fedlora.methods import get_method
 from fedlora.participant import adapter_config, task_of

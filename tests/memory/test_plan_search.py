@@ -10,7 +10,8 @@ from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from fedlora.adapters import AdapterConfig, adapted_layers
 from fedlora.client.memory_probe import measure_training
-from fedlora.client.planner import LEVERS, PlanRefused, PlanRequest, planned_model
+from fedlora.client.device_plan import planned_model
+from fedlora.client.plan_search import LEVERS, PlanRefused, PlanRequest
 from fedlora.client.profiles import load_profile
 from fedlora.errors import FedloraError
 from fedlora.train import TrainConfig, checkpoint_units, train

@@ -11,7 +11,8 @@ import pytest
 
 from fedlora.adapters import AdapterConfig
 from fedlora.client.memory_probe import measure_training
-from fedlora.client.planner import Planner, PlanRequest, planned_model
+from fedlora.client.device_plan import planned_model
+from fedlora.client.plan_search import Planner, PlanRequest
 from fedlora.tasks.base import manual_seed_generator
 from fedlora.train import TrainConfig
 

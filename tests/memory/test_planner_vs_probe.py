@@ -6,7 +6,8 @@ import pytest
 
 from fedlora.adapters import AdapterConfig
 from fedlora.client.memory_probe import measure_training
-from fedlora.client.planner import PlanRequest, planned_model
+from fedlora.client.device_plan import planned_model
+from fedlora.client.plan_search import PlanRequest
 from fedlora.train import TrainConfig
 
 CONFIGS = {  # id: (variant, targets, rank, micro-batch, optimizer, checkpointing); batch 8
