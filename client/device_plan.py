@@ -87,15 +87,16 @@ def plan_for(
 
 
 def update_message_bytes(plan: Plan, travels=None, wire: str = "int8") -> int:
-    """Bytes of the Flower reply that carries one update of ``plan``: the update's arrays as
-    ``client/local_round.py`` sends them (``update`` in the wire format, ``metrics`` with
-    four values), serialized as Flower sends them (about 1 KB of framing on the payload)."""
+    """Bytes of the Flower reply that carries one update of ``plan``: a train reply of the
+    protocol (the update in the wire format and the client's metrics), serialized as Flower
+    sends it (about 1 KB of framing on the payload)."""
     import time
 
     import numpy as np
-    from flwr.app import Message, Metadata, MetricRecord, RecordDict
+    from flwr.app import Message, Metadata
 
-    from fedlora.records import message_bytes, to_record
+    from fedlora import protocol
+    from fedlora.records import message_bytes
     from fedlora.wire import encode
 
     rng = np.random.default_rng(0)  # sizes do not depend on the values
@@ -104,8 +105,8 @@ def update_message_bytes(plan: Plan, travels=None, wire: str = "int8") -> int:
         run_id=1, message_id="0" * 64, src_node_id=2**63 - 1, dst_node_id=1, reply_to_message_id="0" * 64,
         group_id="1", created_at=time.time(), ttl=3600.0, message_type="train",
     )  # fmt: skip
-    metrics = MetricRecord({"num-examples": 1, "loss": 0.0, "global": 0.0, "personal": 0.0})
-    return message_bytes(Message(metadata=metadata, content=RecordDict({"update": to_record(encode(tensors, wire)), "metrics": metrics})))
+    metrics = protocol.ClientMetrics(examples=1, loss=0.0, global_metric=0.0, personal=0.0)
+    return message_bytes(Message(metadata=metadata, content=protocol.train_reply_content(encode(tensors, wire), metrics)))
 
 
 def planned_model(base: nn.Module, plan: Plan) -> nn.Module:

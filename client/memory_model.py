@@ -36,7 +36,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from fedlora.adapters.model import is_adapter_key
+from fedlora.adapters.keys import is_adapter_key
 from fedlora.client.memory_trace import StepTrace
 from fedlora.client.profiles import DeviceProfile, format_bytes
 from fedlora.factorize import FactorizedLinear

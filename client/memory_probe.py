@@ -33,7 +33,7 @@ from torch import nn
 from torch.optim.optimizer import register_optimizer_step_post_hook, register_optimizer_step_pre_hook
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from fedlora.adapters.model import is_adapter_key
+from fedlora.adapters.keys import is_adapter_key
 from fedlora.adapters.update import LowRankUpdate
 from fedlora.tasks.datasets import Dataset
 from fedlora.train import LossFn, TrainConfig, task_loss, train

@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from fedlora.adapters import GLOBAL, PERSONAL, AdapterConfig, attach_adapters
-from fedlora.adapters.model import is_adapter_key
+from fedlora.adapters.keys import is_adapter_key
 from fedlora.client.memory_model import MemoryBreakdown, step_memory
 from fedlora.client.memory_trace import StepTrace, example_bytes, execution_order, meta_base, trace_step
 from fedlora.client.profiles import DeviceProfile, format_bytes, load_profile
