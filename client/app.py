@@ -13,7 +13,9 @@ from flwr.app import Context, Message, RecordDict
 from flwr.clientapp import ClientApp
 from flwr.clientapp.typing import Mod
 
+from fedlora import protocol
 from fedlora.client.local_round import ClientEnvironment, describe, evaluate_round, train_round
+from fedlora.errors import FedloraError
 from fedlora.settings import FederationSettings
 
 Handler = Callable[[FederationSettings, RecordDict, ClientEnvironment], RecordDict]
@@ -25,9 +27,13 @@ def make_client_app(settings: FederationSettings | None = None, mods: list[Mod] 
     def reply(handler: Handler, message: Message, context: Context) -> Message:
         # One simulated client per CPU: torch's own thread pool would oversubscribe it.
         torch.set_num_threads(1)
-        resolved = settings or FederationSettings.from_run_config(dict(context.run_config))
-        environment = ClientEnvironment.from_node_config(dict(context.node_config), resolved)
-        return Message(handler(resolved, message.content, environment), reply_to=message)
+        try:
+            resolved = settings or FederationSettings.from_run_config(dict(context.run_config))
+            environment = ClientEnvironment.from_node_config(dict(context.node_config), resolved)
+            return Message(handler(resolved, message.content, environment), reply_to=message)
+        except Exception as error:  # Flower sends it to the server as an error reply
+            partition = context.node_config.get("partition-id")
+            raise FedloraError(protocol.failure_reason(partition if isinstance(partition, int) else None, error)) from error
 
     @app.train()
     def _train(message: Message, context: Context) -> Message:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -248,6 +249,23 @@ def parse_update(content: RecordDict) -> dict[str, np.ndarray]:
         return from_record(content.array_records[UPDATE])
     except Exception as exc:  # a corrupted Array fails to deserialize
         raise MalformedMessage(f"update arrays cannot be read ({exc})") from exc
+
+
+# -- failures -------------------------------------------------------------------------
+
+
+def failure_reason(partition: int | None, error: BaseException) -> str:
+    """A client's error as one line that names the client, so the server can say who failed
+    even when the node never described itself."""
+    who = f"partition {partition}" if partition is not None else "a node without a partition-id"
+    text = " ".join(str(error).split()) or type(error).__name__
+    return f"[{who}] {text}"
+
+
+def failed_partition(reason: str) -> int | None:
+    """The partition a failure reason names, if any."""
+    match = re.search(r"\[partition (\d+)\]", reason)
+    return int(match.group(1)) if match else None
 
 
 # -- field readers ------------------------------------------------------------------------

@@ -39,6 +39,7 @@ class FederationSettings:
     fraction: float = _setting(0.1, "Fraction of clients that train in each round.")
     wire: str = _setting("fp32", "How updates travel: fp32, fp16 or int8 (per-row scales, error feedback).")
     personal: bool = _setting(False, "Each client also keeps a personal adapter that never leaves it.")
+    min_clients: float = _setting(1.0, "Fraction of the clients able to take part (all but those whose device fits no plan) that must answer and stay; below it the run fails, naming every lost client and why (1.0: any lost client fails the run).")
     fleet: str = _setting("", "Give each client a device profile and train the plan that fits it: mcu, pi, mixed, or e.g. nrf52840:40,esp32s3:40,rpi4:20 (needs --method flexlora; '' = no devices).")
     # the adapters and local training
     rank: int = _setting(4, "Adapter rank.", minimum=1)
@@ -72,6 +73,8 @@ class FederationSettings:
                 raise FedloraError(f"--{name} must be ≥ 1, got {value}")
         if not 0 < self.fraction <= 1:
             raise FedloraError(f"--fraction must be in (0, 1], got {self.fraction}")
+        if not 0 < self.min_clients <= 1:
+            raise FedloraError(f"--min-clients must be a fraction in (0, 1], got {self.min_clients}")
         if self.local_steps < 0:
             raise FedloraError(f"--local-steps must be ≥ 0, got {self.local_steps}")
         if self.lr <= 0:

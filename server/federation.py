@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from functools import lru_cache
-from logging import INFO, WARNING
+from logging import INFO
 from pathlib import Path
 from typing import Any
 
@@ -33,9 +33,10 @@ from fedlora.rank import RankRule
 from fedlora.records import message_bytes
 from fedlora.run_layout import InvocationLayout
 from fedlora.server.global_state import GlobalState, LinearGlobal, ProductGlobal
+from fedlora.server.participation import Participation
 from fedlora.server.results import RunRecorder
 from fedlora.server.strategy import AdapterFederation
-from fedlora.server.validation import NodePlan, Rejected, validate_description
+from fedlora.server.validation import NodePlan, validate_description
 from fedlora.settings import FederationSettings
 
 REGISTRATION_TIMEOUT = 300.0  # seconds to wait for every expected node
@@ -89,22 +90,26 @@ def wait_for_nodes(grid: Grid, expected: int, timeout: float = REGISTRATION_TIME
         time.sleep(0.1)
 
 
-def handshake(grid: Grid, nodes: list[int], recorder: RunRecorder, settings: FederationSettings) -> dict[int, NodePlan]:
-    """Ask every node who it is, what it will train and over which link. Nodes that fail,
-    or whose device cannot fit any plan, are excluded — by name and reason, never silently."""
+def handshake(grid: Grid, nodes: list[int], recorder: RunRecorder, settings: FederationSettings, participation: Participation) -> dict[int, NodePlan]:
+    """Ask every node who it is, what it will train and over which link. A node whose device
+    fits no plan is excluded; one that fails, answers wrongly or not at all is lost — each by
+    name and reason, never silently — and the run fails when too few are left."""
     messages = [Message(protocol.query_content(), dst_node_id=node, message_type=MessageType.QUERY) for node in nodes]
     bytes_down = sum(message_bytes(m) for m in messages)
     replies = list(grid.send_and_receive(messages))
-    method = get_method(settings.method)
-    plans, excluded = {}, []
+    method, task = get_method(settings.method), task_of(settings)
+    plans = {}
     for reply in replies:
         verdict = validate_description(reply, method, settings.rank)
-        if isinstance(verdict, Rejected):
-            client = verdict.client or "?"
-            log(WARNING, "Node %s (%s) is excluded: %s", verdict.node_id, client, verdict.reason)
-            excluded.append({"node": verdict.node_id, "client": client, "profile": verdict.profile, "reason": verdict.reason})
-            continue
-        plans[verdict.node_id] = verdict
+        if isinstance(verdict, NodePlan):
+            plans[verdict.node_id] = verdict
+        elif verdict.device_refused:
+            participation.exclude(verdict.node_id, verdict.client or "?", verdict.profile, verdict.reason)
+        else:
+            participation.lose(verdict.node_id, verdict.client or _named(task, verdict.reason), "handshake", verdict.reason)
+    for node in sorted(set(nodes) - {reply.metadata.src_node_id for reply in replies}):
+        participation.lose(node, "?", "handshake", "no answer to the handshake")
+    participation.taking_part.update(plans)
     recorder.record(
         {
             "run": settings.name,
@@ -112,7 +117,7 @@ def handshake(grid: Grid, nodes: list[int], recorder: RunRecorder, settings: Fed
             "kind": "handshake",
             "clients": len(nodes),
             "accepted": len(plans),
-            "rejected": excluded,
+            "rejected": participation.excluded + participation.lost,
             "bytes_up": sum(message_bytes(r) for r in replies),
             "bytes_down": bytes_down,
             "bundle_bytes": 0,
@@ -122,10 +127,16 @@ def handshake(grid: Grid, nodes: list[int], recorder: RunRecorder, settings: Fed
             ],
         }
     )
-    if not plans:
-        first = excluded[0]["reason"] if excluded else "no replies"
-        raise FedloraError(f"no node can take part (first reason: {first}); see Flower's log for details")
+    participation.check()
     return plans
+
+
+def _named(task, reason: str) -> str:
+    """The client a failure names by its partition (clients say who they are when they fail)."""
+    partition = protocol.failed_partition(reason)
+    if partition is None:
+        return "?"
+    return task.client(partition).name if 0 <= partition < task.num_clients else f"partition {partition}"
 
 
 def run_federation(grid: Grid, settings: FederationSettings, on_record: Callable[[dict], None] | None = None) -> dict[str, Any]:
@@ -136,32 +147,42 @@ def run_federation(grid: Grid, settings: FederationSettings, on_record: Callable
     layout = InvocationLayout(Path(settings.out)).run(settings.name)
     recorder = RunRecorder(layout, on_record)
     started = time.perf_counter()
-    nodes = wait_for_nodes(grid, settings.clients)
-    plans = handshake(grid, nodes, recorder, settings)
-    strategy = AdapterFederation(
-        settings,
-        state,
-        plans,
-        recorder,
-        base_id=None if base is None else base.bundle.id,
-        base_files=None if base is None else base.bundle.files(),
-    )
-    # The state lives in the strategy (each node gets its own rank's tensors), not in
-    # Flower's arrays: Flower's loop is given none.
-    strategy.start(grid=grid, initial_arrays=ArrayRecord(), num_rounds=settings.rounds)
-    summary = summarize(settings, task, base, recorder, time.perf_counter() - started)
+    participation = Participation(settings.clients, settings.min_clients)
+    try:
+        nodes = wait_for_nodes(grid, settings.clients)
+        plans = handshake(grid, nodes, recorder, settings, participation)
+        strategy = AdapterFederation(
+            settings,
+            state,
+            plans,
+            recorder,
+            participation,
+            base_id=None if base is None else base.bundle.id,
+            base_files=None if base is None else base.bundle.files(),
+        )
+        # The state lives in the strategy (each node gets its own rank's tensors), not in
+        # Flower's arrays: Flower's loop is given none.
+        strategy.start(grid=grid, initial_arrays=ArrayRecord(), num_rounds=settings.rounds)
+    except FedloraError as error:  # the run fails, but says who was lost and why
+        summary = summarize(settings, task, base, recorder, participation, time.perf_counter() - started)
+        recorder.write_summary({**summary, "status": "failed", "error": str(error)})
+        raise
+    summary = summarize(settings, task, base, recorder, participation, time.perf_counter() - started)
     save_file({k: np.ascontiguousarray(v) for k, v in state.tensors.items()}, layout.global_state)
     recorder.write_summary(summary)
-    log(INFO, "run %s finished", settings.name)
+    log(INFO, "run %s finished: %s", settings.name, summary["status"])
     return summary
 
 
-def summarize(settings: FederationSettings, task, base: CompressResult | None, recorder: RunRecorder, seconds: float) -> dict[str, Any]:
+def summarize(
+    settings: FederationSettings, task, base: CompressResult | None, recorder: RunRecorder, participation: Participation, seconds: float
+) -> dict[str, Any]:
     train = [r for r in recorder.rounds if r["kind"] == "train"]
     final = next((r for r in recorder.rounds if r["kind"] == "final"), None)
     messages = sum(r["accepted"] + len(r["rejected"]) for r in train) or 1
     return {
         "run": settings.name,
+        "status": participation.status,
         "settings": settings.to_run_config(),
         "task": {"name": task.name, "config": task.config, "fingerprint": task.fingerprint},
         "adapter": None if base is None else adapter_config(settings, task).to_dict(),
@@ -176,7 +197,8 @@ def summarize(settings: FederationSettings, task, base: CompressResult | None, r
         "wall_time": seconds,
         "final": final,
         "rejected": sum(len(r["rejected"]) for r in train + ([final] if final else [])),
-        "excluded": recorder.rounds[0]["rejected"] if recorder.rounds else [],
+        "excluded": participation.excluded,
+        "lost": participation.lost,
         "plans": recorder.rounds[0].get("plans", []) if recorder.rounds else [],
         "devices": device_summary(train),
     }

@@ -24,7 +24,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from logging import INFO, WARNING
+from logging import INFO
 
 import numpy as np
 from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, MetricRecord
@@ -33,10 +33,10 @@ from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
 from fedlora import protocol
-from fedlora.errors import FedloraError
 from fedlora.links import airtime
 from fedlora.records import message_bytes, to_record
 from fedlora.server.global_state import ClientResult, GlobalState
+from fedlora.server.participation import Participation
 from fedlora.server.results import RunRecorder, spread
 from fedlora.server.validation import Accepted, NodePlan, Rejected, validate_evaluate_reply, validate_train_reply
 from fedlora.settings import FederationSettings
@@ -69,6 +69,7 @@ class AdapterFederation(Strategy):
         state: GlobalState,
         plans: dict[int, NodePlan],
         recorder: RunRecorder,
+        participation: Participation,
         base_id: str | None = None,
         base_files: dict[str, bytes] | None = None,
     ):
@@ -76,6 +77,7 @@ class AdapterFederation(Strategy):
         self.state = state
         self.plans = plans
         self.recorder = recorder
+        self.participation = participation
         self.base_id = base_id
         self.base_record = None if base_files is None else protocol.base_record(base_files)
         self.base_size = sum(len(data) for data in (base_files or {}).values())
@@ -85,7 +87,7 @@ class AdapterFederation(Strategy):
     # -- sending ---------------------------------------------------------------------
 
     def _sample(self, server_round: int) -> list[int]:
-        ordered = sorted(self.plans, key=lambda node: self.plans[node].partition)
+        ordered = sorted(self.participation.taking_part, key=lambda node: self.plans[node].partition)
         count = max(1, round(self.settings.fraction * len(ordered)))
         rng = np.random.default_rng([self.settings.seed, server_round])
         chosen = rng.choice(len(ordered), size=min(count, len(ordered)), replace=False)
@@ -123,25 +125,30 @@ class AdapterFederation(Strategy):
     def configure_evaluate(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid) -> Iterable[Message]:
         if server_round != self.settings.rounds:
             return []  # one evaluation of every client, after the last round
-        return self._dispatch(self.plans, server_round, MessageType.EVALUATE)
+        return self._dispatch(sorted(self.participation.taking_part), server_round, MessageType.EVALUATE)
 
     # -- receiving -------------------------------------------------------------------
 
     def _screen(
-        self, dispatch: Dispatch, replies: list[Message], validate: Callable[[Message], Accepted | Rejected]
+        self, dispatch: Dispatch, kind: str, replies: list[Message], validate: Callable[[Message], Accepted | Rejected]
     ) -> tuple[list[Accepted], list[dict]]:
+        """Accepted replies, and the rejected ones with their reasons; a client whose reply
+        was refused or never came is lost, and the run fails when too few are left."""
         accepted, rejected = [], []
         for reply in replies:
             node = reply.metadata.src_node_id
             verdict = validate(reply)
             if isinstance(verdict, Rejected):
                 name = self.plans[node].name if node in self.plans else "?"
-                log(WARNING, "Refused reply of node %s (%s): %s", node, name, verdict.reason)
                 rejected.append({"node": node, "client": name, "reason": verdict.reason})
+                self.participation.lose(node, name, kind, verdict.reason)
                 continue
             accepted.append(verdict)
             if node in dispatch.carries_base:
                 self.delivered.add(node)
+        for node in sorted(set(dispatch.sent) - {reply.metadata.src_node_id for reply in replies}):
+            rejected.append({"node": node, "client": self.plans[node].name, "reason": "no reply"})
+            self.participation.lose(node, self.plans[node].name, kind, "no reply")
         return accepted, rejected
 
     def _entry(self, dispatch: Dispatch, server_round: int, kind: str, replies: list[Message], accepted: list[Accepted], rejected: list[dict]) -> dict:
@@ -210,10 +217,11 @@ class AdapterFederation(Strategy):
         dispatch = self._dispatches.pop((server_round, MessageType.TRAIN))
         replies = list(replies)
         accepted, rejected = self._screen(
-            dispatch, replies, lambda reply: validate_train_reply(reply, dispatch.shapes(reply.metadata.src_node_id), self.settings.wire)
+            dispatch,
+            f"round {server_round}",
+            replies,
+            lambda reply: validate_train_reply(reply, dispatch.shapes(reply.metadata.src_node_id), self.settings.wire),
         )
-        if rejected and not accepted:
-            raise FedloraError(f"every client failed in round {server_round}; the first said: {rejected[0]['reason']}")
         results = [
             ClientResult(dispatch.sent[a.node_id], a.update, a.weight, self.plans[a.node_id].rank, self.plans[a.node_id].targets) for a in accepted
         ]
@@ -225,20 +233,22 @@ class AdapterFederation(Strategy):
         entry["wall_time"] = time.perf_counter() - dispatch.started
         self.recorder.record(entry)
         log(INFO, "round %s: %d/%d replies accepted", server_round, len(accepted), len(replies))
+        self.participation.check()
         metrics = MetricRecord({"loss": entry["train_loss"] or 0.0, "personal": (entry["personal"] or {"mean": 0.0})["mean"]})
         return None, metrics  # the state stays in self.state (see the module's docstring)
 
     def aggregate_evaluate(self, server_round: int, replies: Iterable[Message]) -> MetricRecord | None:
+        dispatch = self._dispatches.pop((server_round, MessageType.EVALUATE), None)
+        if dispatch is None:
+            return None  # no evaluation this round
         replies = list(replies)
-        if not replies:
-            return None
-        dispatch = self._dispatches.pop((server_round, MessageType.EVALUATE))
-        accepted, rejected = self._screen(dispatch, replies, validate_evaluate_reply)
+        accepted, rejected = self._screen(dispatch, "final evaluation", replies, validate_evaluate_reply)
         entry = self._entry(dispatch, server_round, "final", replies, accepted, rejected)
         entry["wall_time"] = time.perf_counter() - dispatch.started
         self.recorder.record(entry)
+        self.participation.check()
         return MetricRecord({k: entry[k]["mean"] for k in ("personal", "global") if entry[k]})
 
     def summary(self) -> None:
         log(INFO, "\t├──> method %s, wire %s, rank %s", self.settings.method, self.settings.wire, self.settings.rank)
-        log(INFO, "\t└──> %d clients, %.0f%% per round", len(self.plans), 100 * self.settings.fraction)
+        log(INFO, "\t└──> %d clients, %.0f%% per round", len(self.participation.taking_part), 100 * self.settings.fraction)

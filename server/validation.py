@@ -41,6 +41,7 @@ class Rejected:
     reason: str
     client: str | None = None  # the client's name, where the reply gave one
     profile: str | None = None
+    device_refused: bool = False  # the client's device fits no plan: excluded, not failed
 
 
 @dataclass(frozen=True)
@@ -89,9 +90,10 @@ def validate_evaluate_reply(message: Message) -> Accepted | Rejected:
 
 
 def validate_description(message: Message, method: Method, rank: int) -> NodePlan | Rejected:
-    """A node's answer to the handshake. A node is refused when it failed, its answer is
-    malformed, its device fits no plan, or it would train another rank or other layers
-    than a method that needs one rank for all (``rank``) allows."""
+    """A node's answer to the handshake. A node is refused when it failed or its answer is
+    malformed (a failure), or when its device fits no plan or would train another rank or
+    other layers than a method that needs one rank for all (``rank``) allows (an
+    exclusion: ``device_refused``)."""
     node_id = message.metadata.src_node_id
     if message.has_error():
         return Rejected(node_id, _failure(message))
@@ -105,6 +107,6 @@ def validate_description(message: Message, method: Method, rank: int) -> NodePla
             f"its device trains rank {description.rank} on {description.targets or 'the default layers'}, "
             f"but {method.name} needs rank {rank} on every client"
         )
-    if reason is not None:
-        return Rejected(node_id, reason, client=description.name, profile=description.profile)
+    if reason is not None:  # what its device can train does not fit the run: excluded, not failed
+        return Rejected(node_id, reason, client=description.name, profile=description.profile, device_refused=True)
     return NodePlan(node_id, description.partition, description.name, description.rank, description.targets, description.profile, description.link)

@@ -14,7 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from fedlora.run_layout import InvocationLayout
 from fedlora.settings import FederationSettings
 from fedlora.simulations.quiet import output_to_log
-from fedlora.simulations.report import comparison_rows, plot, print_devices, print_table, write_summary
+from fedlora.simulations.report import comparison_rows, plot, print_devices, print_lost, print_table, write_summary
 from fedlora.simulations.simulate import simulate
 
 
@@ -65,6 +65,7 @@ def run_invocation(runs: list[FederationSettings], console: Console, err_console
     rows = comparison_rows(summaries)
     print_table(rows, metric, console)
     print_devices(summaries, console)
+    print_lost(summaries, console)
     plot(layout, metric)
     write_summary(layout, summaries, rows)
     console.print(

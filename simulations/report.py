@@ -109,6 +109,15 @@ def print_devices(summaries: list[dict[str, Any]], console: Console) -> None:
             console.print(f"excluded {excluded['client']} ({excluded.get('profile') or 'no profile'}): {excluded['reason']}")
 
 
+def print_lost(summaries: list[dict[str, Any]], console: Console) -> None:
+    """Every client a run lost, with the stage and the reason: a degraded run is never silent."""
+    for summary in summaries:
+        for lost in summary.get("lost", []):
+            console.print(f"[bold red]lost[/] {summary['run']}: {lost['client']} in {lost['stage']}: {lost['reason']}", soft_wrap=True)
+        if summary.get("status") == "degraded":
+            console.print(f"[bold red]{summary['run']} is degraded[/]: it went on without {len(summary['lost'])} client(s) (--min-clients {summary['settings']['min-clients']})")
+
+
 def plot(layout: InvocationLayout, metric: str) -> Path:
     """Personalized metric against cumulative bytes, one line per run of the invocation."""
     import matplotlib

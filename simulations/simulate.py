@@ -55,4 +55,7 @@ def simulate(
         )
     if not summary_path.is_file():
         raise FedloraError(f"run {settings.name!r} ended without a summary; see {layout.flower_log}")
-    return json.loads(summary_path.read_text())
+    summary = json.loads(summary_path.read_text())
+    if summary["status"] == "failed":
+        raise FedloraError(f"run {settings.name!r} failed: {summary.get('error', 'see its summary')} (summary: {summary_path})")
+    return summary

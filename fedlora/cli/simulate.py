@@ -12,6 +12,10 @@ from fedlora.settings import FederationSettings
 from fedlora.terminal import console, err_console
 
 
+#: exit status of an invocation with a degraded run (2 is an error)
+DEGRADED_EXIT = 3
+
+
 class Baseline(str, Enum):
     none = "none"
     full = "full"
@@ -23,7 +27,11 @@ def simulate(
     settings: FederationSettings,
     baseline: Annotated[Baseline, typer.Option("--baseline", help="Also run, with the same clients and seed: full-model FedAvg (full) or local-only adapters (local).")] = Baseline.none,
 ) -> None:
-    """Federate adapters over the frozen INT8 base on Flower's simulation engine (Ray)."""
+    """Federate adapters over the frozen INT8 base on Flower's simulation engine (Ray).
+
+    Exits 0 when every run completed with all its clients, 3 when a run went on without
+    clients it lost (allowed by --min-clients below 1; the summary lists them), 2 on errors.
+    """
     from fedlora.cli.common import require_training
 
     require_training("flwr", "ray", "matplotlib", "safetensors")
@@ -39,4 +47,6 @@ def simulate(
         )
     from fedlora.simulations.driver import run_invocation
 
-    run_invocation(runs, console=console, err_console=err_console)
+    summaries = run_invocation(runs, console=console, err_console=err_console)
+    if any(summary["status"] != "completed" for summary in summaries):
+        raise typer.Exit(DEGRADED_EXIT)

@@ -51,7 +51,11 @@ def test_bench_federation_takes_its_settings_from_the_same_fields():
 
 def test_a_setting_reaches_the_command_validated(monkeypatch):
     seen = {}
-    monkeypatch.setattr("fedlora.simulations.driver.run_invocation", lambda runs, **_: seen.setdefault("runs", runs))
+    def run_invocation(runs, **_):
+        seen["runs"] = runs
+        return [{"status": "completed"} for _ in runs]
+
+    monkeypatch.setattr("fedlora.simulations.driver.run_invocation", run_invocation)
     monkeypatch.setattr("fedlora.cli.common.require_training", lambda *_: None)
     result = CliRunner().invoke(app, ["simulate", "--rank", "2", "--local-steps", "5", "--baseline", "full"])
     assert result.exit_code == 0, result.output

@@ -67,3 +67,37 @@ def test_rounds_are_recorded_with_measured_bytes(run):
         assert record["personal"]["clients"] == 2 and record["wall_time"] > 0
     assert summary["bundle_bytes_total"] == 4 * summary["base"]["bytes"]
     assert summary["total_bytes"] == sum(r["bytes_up"] + r["bytes_down"] for r in records)
+
+
+def failing_mod(partition: int, message_type: str):
+    """A client mod that makes one client fail as fedlora's ClientApp reports failures."""
+    from fedlora.errors import FedloraError
+
+    def mod(message, context, call_next):
+        if context.node_config["partition-id"] == partition and message.metadata.message_type == message_type:
+            raise FedloraError(protocol.failure_reason(partition, RuntimeError("injected failure")))
+        return call_next(message, context)
+
+    return mod
+
+
+def test_a_lost_client_fails_a_strict_run_and_is_named(small_settings, small_base, tmp_path):
+    from fedlora.errors import FedloraError
+    from fedlora.participant import task_of
+
+    settings = small_settings.replace(out=str(tmp_path / "run"), rounds=1)
+    name = task_of(settings).client(2).name
+    with pytest.raises(FedloraError, match=rf"needs 4\. Lost: {name} \(handshake\): .*injected failure"):
+        simulate(settings, cpus=2, client_mods=[failing_mod(2, "query")])
+    summary = json.loads(RunLayout(Path(settings.out) / settings.name).summary.read_text())
+    assert summary["status"] == "failed" and [lost["client"] for lost in summary["lost"]] == [name]
+
+
+def test_a_relaxed_run_goes_on_without_the_lost_client_and_says_so(small_settings, small_base, tmp_path):
+    from fedlora.participant import task_of
+
+    settings = small_settings.replace(out=str(tmp_path / "run"), rounds=1, min_clients=0.5)
+    summary = simulate(settings, cpus=2, client_mods=[failing_mod(2, "query")])
+    assert summary["status"] == "degraded"
+    assert [(lost["client"], lost["stage"]) for lost in summary["lost"]] == [(task_of(settings).client(2).name, "handshake")]
+    assert summary["final"]["accepted"] == 3 and summary["final"]["clients"] == 3
