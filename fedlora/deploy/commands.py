@@ -62,8 +62,9 @@ def supernode_line(deployment: Deployment, node: NodeKey) -> str:
     return shlex.join(["env", *environment, *supernode_argv(deployment, node)])
 
 
-def _heredoc(command: str, text: str) -> list[str]:
-    return [f"{command} <<'EOF'", *text.rstrip("\n").splitlines(), "EOF"]
+def _heredoc(command: str, text: str, delimiter: str) -> list[str]:
+    assert delimiter not in text.splitlines()
+    return [f"{command} <<'{delimiter}'", *text.rstrip("\n").splitlines(), delimiter]
 
 
 def device_setup(deployment: Deployment, node: NodeKey) -> list[list[str]]:
@@ -92,7 +93,7 @@ def render(deployment: Deployment) -> str:
         f"# 2. Add the flwr CLI's connection {deployment.connection!r} to {config}, and use that FLWR_HOME:",
         shlex.join(["export", f"FLWR_HOME={deployment.flwr_home}"]),
         shlex.join(["mkdir", "-p", str(deployment.flwr_home)]),
-        *_heredoc(f"cat >> {shlex.quote(str(config))}", connection_toml(deployment)),
+        *_heredoc(f"cat >> {shlex.quote(str(config))}", connection_toml(deployment), "TOML"),
         "",
         "# 3. Register each node's public key (once: the SuperLink keeps them in its --database), then list them:",
         *(shlex.join(register_argv(deployment, node)) for node in nodes),
@@ -111,7 +112,7 @@ def render(deployment: Deployment) -> str:
             "# Try it by hand (Ctrl-C to stop):",
             shlex.join(["sudo", "-u", device.user]) + " " + supernode_line(deployment, node),
             "# Run it as a service that restarts after failures and reboots:",
-            *_heredoc(f"tee /etc/systemd/system/{unit} >/dev/null", supernode_unit(deployment, node)),
+            *_heredoc(f"tee /etc/systemd/system/{unit} >/dev/null", supernode_unit(deployment, node), "UNIT"),
             f"systemctl daemon-reload && systemctl enable --now {unit}",
         ]
     lines += ["", "# Afterwards, delete the nodes' private keys (*.key) on the server: each belongs on its device only."]
