@@ -12,9 +12,9 @@ import typer
 from rich.markup import escape
 
 from fedlora import __version__
-from fedlora.cli import bench, compress, export, info, plan, pretrain, run, simulate
-from fedlora.terminal import err_console
+from fedlora.cli import bench, compress, deploy, export, info, plan, pretrain, run, simulate
 from fedlora.errors import FedloraError
+from fedlora.terminal import err_console
 
 app = typer.Typer(
     name="fedlora",
@@ -47,6 +47,7 @@ app.command("run")(run.run)
 app.command("info")(info.info)
 app.command("plan")(plan.plan)
 app.add_typer(bench.app, name="bench")
+app.add_typer(deploy.app, name="deploy")
 
 
 def main() -> None:

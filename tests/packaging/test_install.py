@@ -42,6 +42,17 @@ def test_the_wheel_installs_parts_as_fedlora_subpackages(wheel):
         assert expected in names, expected
 
 
+def test_the_wheel_carries_every_source_package(wheel):
+    """pyproject lists packages by hand (its folders map to fedlora.*): a new folder that
+    is not listed would be missing from every regular install."""
+    names = set(zipfile.ZipFile(wheel).namelist())
+    roots = {"fedlora": "fedlora", "server": "fedlora/server", "client": "fedlora/client", "device_runtime": "fedlora/device_runtime", "simulations": "fedlora/simulations"}
+    for folder, installed in roots.items():
+        for init in (REPOSITORY / folder).rglob("__init__.py"):
+            package = (Path(installed) / init.parent.relative_to(REPOSITORY / folder)).as_posix()
+            assert f"{package}/__init__.py" in names, f"{init.parent} is not in the wheel: add it to [tool.setuptools] packages"
+
+
 def test_a_regular_install_imports_from_site_packages(wheel, tmp_path):
     target = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(wheel)], check=True)
