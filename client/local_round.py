@@ -24,7 +24,7 @@ from fedlora.adapters import PERSONAL, load_adapter_state
 from fedlora.adapters.keys import is_adapter_key
 from fedlora.bundle import BaseBundle, install_bundle, read_base_bundle
 from fedlora.cache import cache_root
-from fedlora.client_state import ClientState
+from fedlora.client_state import ClientState, other_states, state_key
 from fedlora.client.fleet import fleet_assignment
 from fedlora.client.device_plan import plan_for
 from fedlora.client.plan_search import Plan, PlanRefused
@@ -49,6 +49,9 @@ class ClientEnvironment:
     state_dir: Path
     cache_dir: Path
     profile: str | None = None  # device profile; None: no memory budget (a server-class client)
+    #: the node has a cache of its own (node config ``cache-dir``), as a device does; simulated
+    #: nodes share one, so none of them may claim what another one installed
+    own_cache: bool = False
 
     @classmethod
     def from_node_config(cls, node_config: dict, settings: FederationSettings) -> ClientEnvironment:
@@ -62,7 +65,10 @@ class ClientEnvironment:
         profile = node_config.get("profile") or None
         if profile is None and settings.fleet:
             profile = fleet_assignment(settings.fleet, settings.clients, settings.seed)[partition_id]
-        return cls(partition_id, state, cache, profile)
+        return cls(partition_id, state, cache, profile, own_cache=bool(node_config.get("cache-dir")))
+
+    def received(self, base_id: str) -> Path:
+        return self.cache_dir / "received" / base_id
 
 
 @lru_cache(maxsize=64)
@@ -74,12 +80,11 @@ def device_plan(settings: FederationSettings, profile: str) -> Plan:
 def _bundle(instruction: Instruction, env: ClientEnvironment) -> BaseBundle:
     """The base this round needs: installed from the message, or from this client's cache."""
     bundle_id = instruction.base_id
-    received = env.cache_dir / "received"
     if instruction.base_files is not None:
-        return install_bundle(instruction.base_files, bundle_id, received)
-    if not (received / bundle_id).is_dir():
+        return install_bundle(instruction.base_files, bundle_id, env.received(bundle_id).parent)
+    if not env.received(bundle_id).is_dir():
         raise FedloraError(f"base {bundle_id[:12]} is not in this client's cache; the server must send it again")
-    return read_base_bundle(received / bundle_id, expected_id=bundle_id)
+    return read_base_bundle(env.received(bundle_id), expected_id=bundle_id)
 
 
 def _as_tensors(arrays: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
@@ -143,7 +148,8 @@ def open_local_model(settings: FederationSettings, instruction: Instruction, env
         model = task.build_model().requires_grad_(True)
     else:
         model = adapted_model(settings, _bundle(instruction, env), task, rank=instruction.rank, targets=instruction.targets)
-    local = LocalModel(method, task, data, model, ClientState.load(env.state_dir, data.name), {})
+    state = ClientState.load(env.state_dir, state_key(settings, instruction.base_id), data.name)
+    local = LocalModel(method, task, data, model, state, {})
     base_metric = local.metric() if measure_base and not method.dense else None
     shapes = {key: tuple(value.shape) for key, value in model.state_dict().items() if method.travels(key)}
     try:
@@ -200,10 +206,20 @@ def evaluate_round(settings: FederationSettings, content: RecordDict, env: Clien
 
 
 def describe(settings: FederationSettings, content: RecordDict, env: ClientEnvironment) -> RecordDict:
-    """Answer the server's query: who this client is, its device and uplink, and what it
-    will train — or, when nothing fits its memory, why not."""
+    """Answer the server's query: who this client is, whether it holds the run's base and
+    state for this federation, its device and uplink, and what it will train — or, when
+    nothing fits its memory, why not."""
+    base_id = protocol.parse_query(content)
     data = task_of(settings).client(env.partition_id)
-    description = NodeDescription(partition=env.partition_id, name=data.name, rank=settings.rank, examples=len(data.train))
+    key = state_key(settings, base_id)
+    if ClientState.load(env.state_dir, key, data.name).path.is_file():
+        state = protocol.STATE_RESUMED
+    else:
+        state = protocol.STATE_FRESH_OTHER_KEPT if other_states(env.state_dir, key, data.name) else protocol.STATE_FRESH
+    description = NodeDescription(
+        partition=env.partition_id, name=data.name, rank=settings.rank, examples=len(data.train),
+        holds_base=base_id is not None and env.own_cache and env.received(base_id).is_dir(), state=state,
+    )  # fmt: skip
     if env.profile is None or get_method(settings.method).dense:
         return protocol.description_content(description)
     profile = load_profile(env.profile)

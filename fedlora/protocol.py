@@ -5,9 +5,10 @@ and read messages through it, so a record or key name is written here and nowher
 
 | kind (Flower type)     | direction      | records                                                      |
 |------------------------|----------------|--------------------------------------------------------------|
-| query (``query``)      | server → node  | ``config``: empty                                            |
-| description            | node → server  | ``plan``: partition, name, rank, examples; with a device:    |
-|                        |                | profile, targets, describe — or refused; ``link``: its uplink|
+| query (``query``)      | server → node  | ``config``: base-id, the run's base (none: no base)          |
+| description            | node → server  | ``plan``: partition, name, rank, examples; holds-base, state |
+|                        |                | where not the default; with a device: profile, targets,      |
+|                        |                | describe — or refused; ``link``: its uplink                  |
 | instruction (``train``,| server → node  | ``global``: tensors in the wire format; ``config``:          |
 | ``evaluate``)          |                | server-round, rank, targets, base-id; ``base`` on first      |
 |                        |                | contact: the base bundle's files as uint8 arrays             |
@@ -62,9 +63,23 @@ class MalformedMessage(ValueError):
 # -- handshake ------------------------------------------------------------------------
 
 
-def query_content() -> RecordDict:
-    """The server's question to a node: who are you, and what will you train?"""
-    return RecordDict({QUERY_CONFIG: ConfigRecord({})})
+def query_content(base_id: str | None = None) -> RecordDict:
+    """The server's question to a node: who are you, what will you train, do you hold this
+    base already, and what state do you have for this federation?"""
+    return RecordDict({QUERY_CONFIG: ConfigRecord({} if base_id is None else {"base-id": base_id})})
+
+
+def parse_query(content: RecordDict) -> str | None:
+    """The base id a query names (None: the run has no base)."""
+    if QUERY_CONFIG not in content.config_records:
+        raise MalformedMessage(f"a query carries the record {QUERY_CONFIG!r}, got {sorted(content)}")
+    return _text(content.config_records[QUERY_CONFIG], "base-id", required=False) or None
+
+
+#: what a node has of its state for this federation and base
+STATE_FRESH = "fresh"  # nothing: it starts from the global adapter alone
+STATE_RESUMED = "resumed"  # its personal adapter and residual from earlier rounds
+STATE_FRESH_OTHER_KEPT = "fresh, other state kept"  # nothing for this one; another federation's is kept, unused
 
 
 @dataclass(frozen=True)
@@ -85,10 +100,16 @@ class NodeDescription:
     plan: str | None = None  # the device plan, for people
     refused: str | None = None
     link: Link | None = None
+    holds_base: bool = False  # it holds the queried base in its own cache: do not send it
+    state: str = STATE_FRESH
 
 
 def description_content(description: NodeDescription) -> RecordDict:
     plan = ConfigRecord({"partition": description.partition, "name": description.name, "rank": description.rank, "examples": description.examples})
+    if description.holds_base:
+        plan["holds-base"] = True
+    if description.state != STATE_FRESH:
+        plan["state"] = description.state
     if description.profile is not None:  # a device with a memory budget: its plan, or why none fits
         plan["profile"] = description.profile
         if description.refused is not None:
@@ -129,6 +150,8 @@ def parse_description(content: RecordDict) -> NodeDescription:
         plan=_text(plan, "describe", required=False),
         refused=_text(plan, "refused", required=False) or None,
         link=link,
+        holds_base=_flag(plan, "holds-base"),
+        state=_text(plan, "state", required=False) or STATE_FRESH,
     )
 
 
@@ -284,6 +307,13 @@ def _text(record, key: str, required: bool = True) -> str | None:
         return None
     if not isinstance(value, str):
         raise MalformedMessage(f"{key!r} must be text, got {value!r}")
+    return value
+
+
+def _flag(record, key: str) -> bool:
+    value = record.get(key, False)
+    if not isinstance(value, bool):
+        raise MalformedMessage(f"{key!r} must be true or false, got {value!r}")
     return value
 
 

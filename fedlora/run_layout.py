@@ -11,7 +11,9 @@ An invocation of ``fedlora simulate`` (or ``flwr run``) writes under its output 
         summary.json             the run's summary, written at the end
         global.safetensors       the final global state (what `fedlora export` reads)
       client-state/<run>/        each simulated client's own state (a device keeps it in
-        <client>.safetensors     its `state-dir` instead), named by :func:`safe_name`
+        <federation>/            its `state-dir` instead), one folder per federation and
+          <client>.safetensors   base (:func:`fedlora.client_state.state_key`), one file per
+                                 client, named by :func:`safe_name`
 """
 
 from __future__ import annotations
@@ -87,5 +89,5 @@ class RunLayout:
         return self.directory.parent / CLIENT_STATE / self.name
 
 
-def client_state_file(directory: Path, client_name: str) -> Path:
-    return directory / (safe_name(client_name) + ".safetensors")
+def client_state_file(directory: Path, federation: str, client_name: str) -> Path:
+    return directory / federation / (safe_name(client_name) + ".safetensors")

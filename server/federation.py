@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from functools import lru_cache
-from logging import INFO
+from logging import INFO, WARNING
 from pathlib import Path
 from typing import Any
 
@@ -90,11 +90,13 @@ def wait_for_nodes(grid: Grid, expected: int, timeout: float = REGISTRATION_TIME
         time.sleep(0.1)
 
 
-def handshake(grid: Grid, nodes: list[int], recorder: RunRecorder, settings: FederationSettings, participation: Participation) -> dict[int, NodePlan]:
+def handshake(
+    grid: Grid, nodes: list[int], recorder: RunRecorder, settings: FederationSettings, participation: Participation, base_id: str | None
+) -> dict[int, NodePlan]:
     """Ask every node who it is, what it will train and over which link. A node whose device
     fits no plan is excluded; one that fails, answers wrongly or not at all is lost — each by
     name and reason, never silently — and the run fails when too few are left."""
-    messages = [Message(protocol.query_content(), dst_node_id=node, message_type=MessageType.QUERY) for node in nodes]
+    messages = [Message(protocol.query_content(base_id), dst_node_id=node, message_type=MessageType.QUERY) for node in nodes]
     bytes_down = sum(message_bytes(m) for m in messages)
     replies = list(grid.send_and_receive(messages))
     method, task = get_method(settings.method), task_of(settings)
@@ -103,6 +105,8 @@ def handshake(grid: Grid, nodes: list[int], recorder: RunRecorder, settings: Fed
         verdict = validate_description(reply, method, settings.rank)
         if isinstance(verdict, NodePlan):
             plans[verdict.node_id] = verdict
+            if verdict.state == protocol.STATE_FRESH_OTHER_KEPT:
+                log(WARNING, "Node %s (%s) starts fresh: the state it holds is of another federation or base, kept and unused", verdict.node_id, verdict.name)
         elif verdict.device_refused:
             participation.exclude(verdict.node_id, verdict.client or "?", verdict.profile, verdict.reason)
         else:
@@ -122,7 +126,10 @@ def handshake(grid: Grid, nodes: list[int], recorder: RunRecorder, settings: Fed
             "bytes_down": bytes_down,
             "bundle_bytes": 0,
             "plans": [
-                {"client": p.name, "profile": p.profile, "rank": p.rank, "targets": p.targets, "link": p.link.name if p.link else None}
+                {
+                    "client": p.name, "profile": p.profile, "rank": p.rank, "targets": p.targets, "link": p.link.name if p.link else None,
+                    "holds_base": p.holds_base, "state": p.state,
+                }  # fmt: skip
                 for p in sorted(plans.values(), key=lambda p: p.partition)
             ],
         }
@@ -150,7 +157,7 @@ def run_federation(grid: Grid, settings: FederationSettings, on_record: Callable
     participation = Participation(settings.clients, settings.min_clients)
     try:
         nodes = wait_for_nodes(grid, settings.clients)
-        plans = handshake(grid, nodes, recorder, settings, participation)
+        plans = handshake(grid, nodes, recorder, settings, participation, None if base is None else base.bundle.id)
         strategy = AdapterFederation(
             settings,
             state,

@@ -81,7 +81,8 @@ class AdapterFederation(Strategy):
         self.base_id = base_id
         self.base_record = None if base_files is None else protocol.base_record(base_files)
         self.base_size = sum(len(data) for data in (base_files or {}).values())
-        self.delivered: set[int] = set()  # nodes that confirmed they hold the base
+        # nodes that hold the base: they said so in the handshake, or confirmed receiving it
+        self.delivered: set[int] = {node for node, plan in plans.items() if plan.holds_base}
         self._dispatches: dict[tuple[int, str], Dispatch] = {}
 
     # -- sending ---------------------------------------------------------------------

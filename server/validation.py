@@ -56,6 +56,8 @@ class NodePlan:
     targets: str | None = None  # None: the run's adapter targets
     profile: str | None = None
     link: Link | None = None
+    holds_base: bool = False  # it holds the run's base: the base is not sent to it
+    state: str = protocol.STATE_FRESH
 
 
 def _failure(message: Message) -> str:
@@ -109,4 +111,7 @@ def validate_description(message: Message, method: Method, rank: int) -> NodePla
         )
     if reason is not None:  # what its device can train does not fit the run: excluded, not failed
         return Rejected(node_id, reason, client=description.name, profile=description.profile, device_refused=True)
-    return NodePlan(node_id, description.partition, description.name, description.rank, description.targets, description.profile, description.link)
+    return NodePlan(
+        node_id, description.partition, description.name, description.rank, description.targets, description.profile, description.link,
+        description.holds_base, description.state,
+    )  # fmt: skip

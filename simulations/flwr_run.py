@@ -1,15 +1,17 @@
 """Run fedlora as a plain Flower app with ``flwr run``, and fail when the run fails.
 
 ``flwr run`` submits the app to a SuperLink and exits 0 even when the run later fails, so
-this driver waits for the run and checks its final status. It also keeps Flower's state
-out of the user's home (``FLWR_HOME`` is scoped to the app folder) and turns off runtime
-dependency installation, which would try to download the app's dependencies.
+this driver waits for the run and checks its final status. The app folder it submits is
+generated from the installed fedlora (:mod:`fedlora.flower_app`), unless ``--app`` names
+one. It keeps Flower's state out of the user's home (``FLWR_HOME`` defaults to
+``./.flwr-home``) and turns off runtime dependency installation, which would try to
+download the app's dependencies.
 
     python -m fedlora.simulations.flwr_run --nodes 10 -c "rounds=3"
 
-Any ``-c key=value`` is passed to ``flwr run --run-config`` (keys of
-``[tool.flwr.app.config]`` in ``pyproject.toml``). Without ``--superlink`` Flower starts a
-local SuperLink in simulation mode (Ray), which this driver stops again at the end.
+Any ``-c key=value`` is passed to ``flwr run --run-config`` (the keys are the settings'
+fields with dashes, see ``fedlora simulate --help``). Without ``--superlink`` Flower
+starts a local SuperLink in simulation mode (Ray), which this driver stops at the end.
 """
 
 from __future__ import annotations
@@ -20,16 +22,19 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
+
+from fedlora.flower_app import write_flower_app
 
 TERMINAL = "finished:"
 SUCCESS = "finished:completed"
 
 
-def _environment(app: Path) -> dict[str, str]:
+def _environment() -> dict[str, str]:
     env = dict(os.environ)
-    env.setdefault("FLWR_HOME", str(app / ".flwr-home"))
+    env.setdefault("FLWR_HOME", str(Path.cwd() / ".flwr-home"))
     env["FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION"] = "1"
     env["FLWR_TELEMETRY_ENABLED"] = "0"
     # `flwr` starts `flower-superlink` by name: it must be on PATH (it sits next to python)
@@ -49,7 +54,7 @@ def _flwr(env: dict[str, str], *args: str, cwd: Path) -> dict:
 
 
 def run(app: Path, nodes: int, run_config: list[str], superlink: str | None, timeout: float) -> int:
-    env = _environment(app)
+    env = _environment()
     started_local = superlink is None
     args = ["run", str(app)] + ([superlink] if superlink else []) + ["--federation-config", f"num-supernodes={nodes}"]
     for item in run_config:
@@ -84,13 +89,17 @@ def run(app: Path, nodes: int, run_config: list[str], superlink: str | None, tim
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--app", type=Path, default=Path.cwd(), help="folder with the app's pyproject.toml [default: .]")
-    parser.add_argument("--nodes", type=int, default=10, help="simulated SuperNodes; must equal the run config's `clients`")
+    parser.add_argument("--app", type=Path, default=None, help="a Flower app folder [default: one generated for the installed fedlora]")
+    parser.add_argument("--nodes", type=int, default=10, help="SuperNodes (simulated, or expected on --superlink): the run's `clients`")
     parser.add_argument("-c", "--run-config", action="append", default=[], help="run-config override key=value (repeatable)")
     parser.add_argument("--superlink", default=None, help="a SuperLink connection name from FLWR_HOME/config.toml")
     parser.add_argument("--timeout", type=float, default=3600.0, help="seconds to wait for the run")
     args = parser.parse_args(argv)
-    return run(args.app.resolve(), args.nodes, args.run_config, args.superlink, args.timeout)
+    if args.app is not None:
+        return run(args.app.resolve(), args.nodes, args.run_config, args.superlink, args.timeout)
+    with tempfile.TemporaryDirectory(prefix="fedlora-app-") as folder:
+        app = write_flower_app(Path(folder), {"clients": args.nodes, "out": str(Path.cwd() / "runs" / "flwr")})
+        return run(app, args.nodes, args.run_config, args.superlink, args.timeout)
 
 
 if __name__ == "__main__":

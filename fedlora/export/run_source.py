@@ -28,7 +28,7 @@ from fedlora.adapters import GLOBAL, load_adapter_state
 from fedlora.adapters.keys import A, B, adapter_key, layer_of, layer_of_delta
 from fedlora.bundle import MANIFEST, BaseBundle, read_base_bundle
 from fedlora.cache import cache_root
-from fedlora.client_state import ClientState
+from fedlora.client_state import ClientState, state_key
 from fedlora.errors import FedloraError
 from fedlora.lowrank import truncated_factors
 from fedlora.methods import get_method
@@ -176,7 +176,7 @@ def settings_method(source: RunSource) -> str:
 
 def _kept_tensors(source: RunSource, state_dir: str | Path | None) -> dict[str, torch.Tensor]:
     directory = Path(state_dir) if state_dir is not None else source.layout.client_state
-    state = ClientState.load(directory, source.client_name)
+    state = ClientState.load(directory, state_key(source.settings, source.bundle.id), source.client_name)
     if not state.path.is_file():
         source.notes.append(
             f"client {source.client_name!r} kept no state ({state.path} does not exist: it never trained); "

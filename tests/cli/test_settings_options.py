@@ -2,8 +2,6 @@
 fields of FederationSettings."""
 
 import dataclasses
-import tomllib
-from pathlib import Path
 
 import click
 import pytest
@@ -14,7 +12,6 @@ from fedlora.cli.app import app
 from fedlora.settings import FederationSettings
 
 FIELDS = {f.name: f for f in dataclasses.fields(FederationSettings)}
-PYPROJECT = Path(__file__).resolve().parents[2] / "pyproject.toml"
 
 
 def command_options(*path: str) -> dict[str, click.Option]:
@@ -24,11 +21,25 @@ def command_options(*path: str) -> dict[str, click.Option]:
     return {param.name: param for param in command.params if isinstance(param, click.Option)}
 
 
-@pytest.mark.skipif(not PYPROJECT.is_file(), reason="runs from a source checkout")
-def test_the_flower_run_config_has_exactly_the_settings_keys():
-    config = tomllib.loads(PYPROJECT.read_text())["tool"]["flwr"]["app"]["config"]
-    assert sorted(config) == sorted(FederationSettings().to_run_config())
-    FederationSettings.from_run_config(config)  # and its values are valid settings
+def test_the_flower_app_runs_on_exactly_the_settings(tmp_path):
+    from flwr.cli.config_utils import load_and_validate
+
+    from fedlora.flower_app import write_flower_app
+
+    folder = write_flower_app(tmp_path / "app", {"clients": 3, "out": "/tmp/it's \\ \"here\""})
+    assert [path.name for path in folder.iterdir()] == ["pyproject.toml"], "no code travels: nodes run their installed fedlora"
+    config, _ = load_and_validate(folder / "pyproject.toml", check_module=True)  # Flower's own check, components imported
+    run_config = config["tool"]["flwr"]["app"]["config"]
+    assert run_config == {**FederationSettings().to_run_config(), "clients": 3, "out": "/tmp/it's \\ \"here\""}
+    assert FederationSettings.from_run_config(run_config).clients == 3
+
+
+def test_the_flower_app_refuses_unknown_keys(tmp_path):
+    from fedlora.errors import FedloraError
+    from fedlora.flower_app import write_flower_app
+
+    with pytest.raises(FedloraError, match="unknown run-config keys: round"):
+        write_flower_app(tmp_path, {"round": 3})
 
 
 def test_simulate_offers_every_setting_with_its_default_and_help():

@@ -24,4 +24,21 @@ def test_run_folders_are_the_ones_with_rounds(tmp_path):
 
 def test_client_names_become_safe_file_names():
     assert safe_name("stdlib:json/../x y") == "stdlib_json_.._x_y"
-    assert client_state_file(Path("/s"), "stdlib:json") == Path("/s/stdlib_json.safetensors")
+    assert client_state_file(Path("/s"), "fedit-0123", "stdlib:json") == Path("/s/fedit-0123/stdlib_json.safetensors")
+
+
+def test_state_is_filed_per_federation_and_base(tmp_path):
+    from fedlora.client_state import ClientState, other_states, state_key
+    from fedlora.settings import FederationSettings
+
+    settings = FederationSettings()
+    key = state_key(settings, "base-1")
+    assert key.startswith("fedit-") and key == state_key(settings.replace(rounds=3, lr=0.1, out="x"), "base-1")
+    assert len({key, state_key(settings, "base-2"), state_key(settings.replace(rank=2), "base-1"), state_key(settings.replace(run_name="b"), "base-1")}) == 4
+    import numpy as np
+
+    state = ClientState.load(tmp_path, state_key(settings, "base-2"), "stdlib:json")
+    state.personal = {"x": np.ones(2, np.float32)}
+    state.save()
+    assert not ClientState.load(tmp_path, key, "stdlib:json").path.is_file(), "another base's state is never read"
+    assert other_states(tmp_path, key, "stdlib:json") == [state.path]

@@ -6,7 +6,6 @@ identity so that merging them matters."""
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 import numpy as np
@@ -15,11 +14,13 @@ import torch
 from safetensors.numpy import save_file
 
 from fedlora.adapters import adapter_state
+from fedlora.client_state import state_key
 from fedlora.compress import CompressConfig, build_base
 from fedlora.methods import get_method
 from fedlora.participant import adapted_model, task_of
 from fedlora.pretrain import PretrainConfig
 from fedlora.rank import RankRule
+from fedlora.run_layout import RunLayout, client_state_file
 from fedlora.settings import FederationSettings
 
 
@@ -53,10 +54,9 @@ def make_run(root: Path, settings: FederationSettings, client: int = 0) -> Path:
     (run_dir / "summary.json").write_text(json.dumps(summary))
     kept = {k: v for k, v in tensors.items() if not method.travels(k)}
     kept["residual/ignored"] = np.ones(3, dtype=np.float32)  # error feedback: not a model tensor
-    name = re.sub(r"[^A-Za-z0-9_.-]", "_", task.client(client).name)
-    state = Path(settings.out) / "client-state" / settings.name
-    state.mkdir(parents=True)
-    save_file(kept, state / f"{name}.safetensors")
+    state = client_state_file(RunLayout(run_dir).client_state, state_key(settings, base.bundle.id), task.client(client).name)
+    state.parent.mkdir(parents=True)
+    save_file(kept, state)
     return run_dir
 
 

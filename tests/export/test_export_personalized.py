@@ -10,11 +10,13 @@ import pytest
 import torch
 
 from fedlora.adapters import set_merged
+from fedlora.client_state import state_key
 from fedlora.device_runtime import load_device_bundle
 from fedlora.device_runtime.evaluation import agreement, predict_logits
 from fedlora.errors import FedloraError
 from fedlora.export.personalized import ExportOptions, export_run
 from fedlora.export.run_source import choose_client, open_run, personalized_model
+from fedlora.settings import FederationSettings
 
 
 @pytest.fixture(scope="module")
@@ -168,11 +170,14 @@ def test_flexlora_global_update_becomes_rank_r_factors(textlm_run, tmp_path):
     shutil.copytree(textlm_run.parent, out)
     run = out / "flexlora"
     (out / "fedit").rename(run)
-    (out / "client-state" / "fedit").rename(out / "client-state" / "flexlora")
     summary = json.loads((run / "summary.json").read_text())
     summary["settings"].update(method="flexlora", **{"run-name": ""})
     scaling = summary["settings"]["alpha"] / summary["settings"]["rank"]
     (run / "summary.json").write_text(json.dumps(summary))
+    # the client's state, as the flexlora run would have filed it
+    keys = [state_key(FederationSettings.from_run_config(s["settings"]), s["base"]["id"]) for s in (json.loads((textlm_run / "summary.json").read_text()), summary)]
+    (out / "client-state" / "flexlora").mkdir()
+    (out / "client-state" / "fedit" / keys[0]).rename(out / "client-state" / "flexlora" / keys[1])
     fedit_global = load_file(run / "global.safetensors")
     deltas = {
         key.removesuffix(".adapters.global.lora_A") + ".delta":

@@ -100,7 +100,7 @@ def test_personal_and_kept_tensors_persist_on_the_client(small_settings, small_b
     assert all(name.endswith(".lora_A") for name in protocol.parse_update(reply.content))
     from safetensors.numpy import load_file
 
-    files = list((tmp_path / "client-state" / "fedsa").glob("*.safetensors"))
+    files = list((tmp_path / "client-state" / "fedsa").glob("*/*.safetensors"))
     assert len(files) == 1
     kept = load_file(files[0])
     assert any(".adapters.personal." in key for key in kept), "the personal adapter is kept"

@@ -27,6 +27,11 @@ def test_an_instruction_reads_back_as_sent():
     np.testing.assert_array_equal(instruction.payload["l.adapters.global.lora_A"], payload["l.adapters.global.lora_A"])
 
 
+def test_a_query_names_the_base():
+    assert protocol.parse_query(protocol.query_content("abc")) == "abc"
+    assert protocol.parse_query(protocol.query_content()) is None
+
+
 def test_an_instruction_without_base_or_targets():
     content = protocol.instruction_content(1, 4, None, to_record({}), None, None)
     instruction = protocol.parse_instruction(content)
@@ -40,8 +45,9 @@ def test_an_instruction_without_base_or_targets():
         NodeDescription(partition=0, name="stdlib:json", rank=4, examples=10),
         NodeDescription(partition=3, name="x", rank=2, examples=5, profile="nrf52840", targets="fc2$", plan="1 layer", link=BLE),
         NodeDescription(partition=1, name="y", rank=4, examples=5, profile="stm32wl55", refused="needs 195 KiB", link=BLE),
+        NodeDescription(partition=2, name="z", rank=4, examples=5, holds_base=True, state=protocol.STATE_RESUMED),
     ],
-    ids=["server-class", "device", "refused"],
+    ids=["server-class", "device", "refused", "holds base and state"],
 )
 def test_a_description_reads_back_as_sent(description):
     assert protocol.parse_description(protocol.description_content(description)) == description
@@ -70,6 +76,7 @@ def _description(**plan):
         (_description(rank=2.5), "'rank' must be a whole number"),
         (_description(name=3), "'name' must be text"),
         (_description(targets=7), "'targets' must be text"),
+        (_description(**{"holds-base": "yes"}), "'holds-base' must be true or false"),
     ],
 )
 def test_malformed_descriptions_are_refused_with_a_reason(content, reason):
