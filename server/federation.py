@@ -54,6 +54,23 @@ def base_for(settings: FederationSettings, progress=None) -> CompressResult:
     )
 
 
+#: a base built on the server logs its progress this often (fraction of a phase)
+BASE_PROGRESS_STEP = 0.1
+
+
+def _log_progress(phase: str, total: int) -> Callable[[int, float], None]:
+    """Progress of building the base, in Flower's log (`flwr log`): a cold server may
+    pretrain for many minutes before round 1."""
+    log(INFO, "building the base: %s, %d steps", phase, total)
+    every = max(1, int(total * BASE_PROGRESS_STEP))
+
+    def on_step(step: int, loss: float) -> None:
+        if (step + 1) % every == 0 or step + 1 == total:
+            log(INFO, "building the base: %s %d/%d, loss %.4f", phase, step + 1, total, loss)
+
+    return on_step
+
+
 def _numpy(tensors) -> dict[str, np.ndarray]:
     return {key: value.detach().numpy().astype(np.float32) for key, value in tensors.items()}
 
@@ -149,7 +166,9 @@ def _named(task, reason: str) -> str:
 def run_federation(grid: Grid, settings: FederationSettings, on_record: Callable[[dict], None] | None = None) -> dict[str, Any]:
     method = get_method(settings.method)
     task = task_of(settings)
-    base = None if method.dense else base_for(settings)
+    base = None if method.dense else base_for(settings, progress=_log_progress)
+    if base is not None:
+        log(INFO, "base %s (%d bytes)%s", base.bundle.id[:12], base.bundle.size_bytes, " from the cache" if base.cached else "")
     state = global_state(settings, base)
     layout = InvocationLayout(Path(settings.out)).run(settings.name)
     recorder = RunRecorder(layout, on_record)

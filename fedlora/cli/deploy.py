@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from fedlora.cli import deploy_ca, deploy_commands, deploy_node_keys
+from fedlora.cli import deploy_app, deploy_ca, deploy_commands, deploy_node_keys
 
 app = typer.Typer(
     help="Set up a SuperLink with TLS and SuperNode authentication, and SuperNodes on devices.",
@@ -17,3 +17,4 @@ app = typer.Typer(
 app.command("ca")(deploy_ca.ca)
 app.command("node-keys")(deploy_node_keys.node_keys)
 app.command("commands")(deploy_commands.commands)
+app.command("app")(deploy_app.app)

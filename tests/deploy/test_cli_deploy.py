@@ -22,7 +22,7 @@ def fedlora(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
     return status, captured.out, captured.err
 
 
-@pytest.mark.parametrize("command", ["deploy", "deploy ca", "deploy node-keys", "deploy commands"])
+@pytest.mark.parametrize("command", ["deploy", "deploy ca", "deploy node-keys", "deploy commands", "deploy app"])
 def test_help(monkeypatch, capsys, command):
     status, out, _ = fedlora(monkeypatch, capsys, *command.split(), "--help")
     assert status == 0 and "Usage" in out
@@ -117,3 +117,22 @@ def test_the_superlink_binds_where_devices_and_its_own_superexec_reach_it(monkey
 def test_missing_folders_name_the_command_that_makes_them(monkeypatch, capsys, tmp_path):
     status, _, err = fedlora(monkeypatch, capsys, "deploy", "commands", "--tls", tmp_path / "none", "--keys", tmp_path / "none")
     assert status == 2 and "fedlora deploy ca --out" in " ".join(err.split())
+
+
+def test_deploy_app_writes_an_app_of_the_installed_fedlora(monkeypatch, capsys, tmp_path):
+    import tomllib
+
+    status, out, err = fedlora(monkeypatch, capsys, "deploy", "app", "--out", tmp_path / "app", "-c", "clients=3", "-c", "task='digits'")
+    assert status == 0, err
+    config = tomllib.loads((tmp_path / "app" / "pyproject.toml").read_text())["tool"]["flwr"]["app"]
+    assert config["components"] == {"serverapp": "fedlora.server.app:app", "clientapp": "fedlora.client.app:app"}
+    assert (config["config"]["clients"], config["config"]["task"]) == (3, "digits")
+
+
+@pytest.mark.parametrize(
+    "item, message",
+    [("rounds", "takes KEY=VALUE"), ("rounds=0", "--rounds must be ≥ 1"), ("roundz=3", "unknown run-config keys: roundz")],
+)
+def test_deploy_app_refuses_bad_config(monkeypatch, capsys, tmp_path, item, message):
+    status, _, err = fedlora(monkeypatch, capsys, "deploy", "app", "--out", tmp_path / "app", "-c", item)
+    assert status == 2 and message in err and not (tmp_path / "app").exists()
