@@ -16,6 +16,8 @@ from fedlora.simulations.flwr_run import main
 REPOSITORY = Path(__file__).resolve().parents[2]
 NODES = 3
 
+pytestmark = pytest.mark.e2e
+
 
 def free_port() -> int:
     with socket.socket() as probe:

@@ -9,7 +9,10 @@ from fedlora.simulations.flwr_run import main
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 
-pytestmark = pytest.mark.skipif(not (REPOSITORY / "pyproject.toml").is_file(), reason="needs the source checkout")
+pytestmark = [
+    pytest.mark.skipif(not (REPOSITORY / "pyproject.toml").is_file(), reason="needs the source checkout"),
+    pytest.mark.e2e,
+]
 
 
 def quick(tmp_path, *extra):

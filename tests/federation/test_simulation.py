@@ -7,6 +7,8 @@ import pytest
 
 from fedlora.simulations.simulate import simulate
 
+pytestmark = pytest.mark.e2e
+
 
 def recording_mod(log_dir: str):
     """A Flower client mod that writes the array names every message carried, both ways."""

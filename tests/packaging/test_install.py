@@ -27,6 +27,7 @@ def wheel(tmp_path_factory) -> Path:
     return built
 
 
+@pytest.mark.e2e
 def test_the_wheel_installs_parts_as_fedlora_subpackages(wheel):
     names = zipfile.ZipFile(wheel).namelist()
     tops = {name.split("/")[0] for name in names if not name.split("/")[0].endswith((".dist-info", ".data"))}
@@ -42,6 +43,7 @@ def test_the_wheel_installs_parts_as_fedlora_subpackages(wheel):
         assert expected in names, expected
 
 
+@pytest.mark.e2e
 def test_a_regular_install_imports_from_site_packages(wheel, tmp_path):
     target = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(wheel)], check=True)
