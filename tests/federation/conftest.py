@@ -1,3 +1,4 @@
+import socket
 import time
 
 import pytest
@@ -49,3 +50,18 @@ def make_message(content, message_type: str, dst_node_id: int = 7, server_round:
         message_type=message_type,
     )
     return Message(metadata=metadata, content=content)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def private_local_superlink(monkeypatch):
+    """`flwr run` without a SuperLink starts a local one on fixed ports (39091, 39093), and
+    reuses whatever already answers there, such as another checkout's tests: give it ports
+    of its own."""
+    monkeypatch.setenv("FLWR_LOCAL_SUPERLINK_HTTP_API_PORT", str(free_port()))
+    monkeypatch.setenv("FLWR_LOCAL_CONTROL_API_PORT", str(free_port()))

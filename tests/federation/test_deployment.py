@@ -39,9 +39,11 @@ def federation(tmp_path, monkeypatch):
     if not (REPOSITORY / "pyproject.toml").is_file():
         pytest.skip("needs the source checkout")
     bin_dir = Path(sys.executable).parent
-    env = dict(os.environ, FLWR_TELEMETRY_ENABLED="0", PATH=f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
     home = tmp_path / "flwr-home"
     home.mkdir()
+    # the SuperLink and SuperNodes keep their apps under FLWR_HOME: their own, not ~/.flwr,
+    # which every other checkout's run on this machine would share
+    env = dict(os.environ, FLWR_HOME=str(home), FLWR_TELEMETRY_ENABLED="0", PATH=f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
     port = free_port()
     (home / "config.toml").write_text(f'[superlink]\ndefault = "lab"\n\n[superlink.lab]\naddress = "127.0.0.1:{port}"\ninsecure = true\n')
     processes = []

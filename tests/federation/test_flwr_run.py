@@ -12,6 +12,7 @@ REPOSITORY = Path(__file__).resolve().parents[2]
 pytestmark = [
     pytest.mark.skipif(not (REPOSITORY / "pyproject.toml").is_file(), reason="needs the source checkout"),
     pytest.mark.e2e,
+    pytest.mark.usefixtures("private_local_superlink"),
 ]
 
 
