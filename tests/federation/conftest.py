@@ -7,7 +7,7 @@ from fedlora.settings import FederationSettings
 
 
 @pytest.fixture(scope="session")
-def small_settings(tmp_path_factory) -> FederationSettings:
+def small_settings(tmp_path_factory, shared_bases) -> FederationSettings:
     """A federation small enough for the test suite: 4 digits clients, a quick base."""
     root = tmp_path_factory.mktemp("federation")
     return FederationSettings(
@@ -23,15 +23,16 @@ def small_settings(tmp_path_factory) -> FederationSettings:
         heal_steps=30,
         seed=0,
         out=str(root / "out"),
-        cache_dir=str(root / "cache"),
+        cache_dir=str(shared_bases.cache_folder(root / "cache")),
     )
 
 
 @pytest.fixture(scope="session")
-def small_base(small_settings):
+def small_base(small_settings, shared_bases):
     from fedlora.server.federation import base_for
 
-    return base_for(small_settings)
+    with shared_bases.building(small_settings.task):
+        return base_for(small_settings)
 
 
 def make_message(content, message_type: str, dst_node_id: int = 7, server_round: int = 1):
