@@ -14,7 +14,7 @@ from fedlora.tasks.registry import load_task
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
-    cache = tmp_path_factory.mktemp("cache")
+    cache = tmp_path_factory.mktemp("cache")  # its own, not the suite's shared bases: a cold build
     task = load_task("digits", num_clients=4, seed=0)
     config = CompressConfig(rank=RankRule("budget", 0.5), heal_steps=40, calibration_batches=4)
     started = time.perf_counter()

@@ -11,9 +11,6 @@ from fedlora.deploy.certificates import write_tls_files
 from fedlora.deploy.node_keys import write_node_keys
 from fedlora.deploy.plan import Deployment, plan_deployment
 
-def pytest_configure(config):
-    config.addinivalue_line("markers", "e2e: starts real Flower processes on 127.0.0.1 (slow)")
-
 
 @pytest.fixture
 def make_deployment(tmp_path):

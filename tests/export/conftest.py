@@ -24,16 +24,18 @@ from fedlora.run_layout import RunLayout, client_state_file
 from fedlora.settings import FederationSettings
 
 
-def make_run(root: Path, settings: FederationSettings, client: int = 0) -> Path:
-    """Write a finished run of ``settings`` under ``root``; returns the run folder."""
+def make_run(root: Path, settings: FederationSettings, shared_bases, client: int = 0) -> Path:
+    """Write a finished run of ``settings`` under ``root``, its base built in
+    ``shared_bases`` (see tests/conftest.py); returns the run folder."""
     torch.set_num_threads(1)
-    settings = settings.replace(out=str(root / "out"), cache_dir=str(root / "cache"))
+    settings = settings.replace(out=str(root / "out"), cache_dir=str(shared_bases.cache_folder(root / "cache")))
     task = task_of(settings)
-    base = build_base(
-        task, PretrainConfig(steps=settings.pretrain_steps),
-        CompressConfig(rank=RankRule("budget", settings.param_ratio), heal_steps=settings.heal_steps),
-        settings.seed, Path(settings.cache_dir),
-    )
+    with shared_bases.building(task.name):
+        base = build_base(
+            task, PretrainConfig(steps=settings.pretrain_steps),
+            CompressConfig(rank=RankRule("budget", settings.param_ratio), heal_steps=settings.heal_steps),
+            settings.seed, Path(settings.cache_dir),
+        )
     model = adapted_model(settings, base.bundle, task)
     generator = torch.Generator().manual_seed(7)
     tensors = {}
@@ -61,14 +63,14 @@ def make_run(root: Path, settings: FederationSettings, client: int = 0) -> Path:
 
 
 @pytest.fixture(scope="session")
-def textlm_run(tmp_path_factory) -> Path:
+def textlm_run(tmp_path_factory, shared_bases) -> Path:
     """The default task, briefly pretrained, fedit with a personal adapter."""
     settings = FederationSettings(task="textlm", clients=3, rank=4, personal=True, pretrain_steps=60, heal_steps=0)
-    return make_run(tmp_path_factory.mktemp("textlm"), settings)
+    return make_run(tmp_path_factory.mktemp("textlm"), settings, shared_bases)
 
 
 @pytest.fixture(scope="session")
-def digits_run(tmp_path_factory) -> Path:
+def digits_run(tmp_path_factory, shared_bases) -> Path:
     """An MLP task, fedsa (the client keeps B)."""
     settings = FederationSettings(task="digits", clients=4, method="fedsa", rank=4, pretrain_steps=150, heal_steps=0)
-    return make_run(tmp_path_factory.mktemp("digits"), settings)
+    return make_run(tmp_path_factory.mktemp("digits"), settings, shared_bases)

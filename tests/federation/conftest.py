@@ -1,3 +1,4 @@
+import socket
 import time
 
 import pytest
@@ -6,7 +7,7 @@ from fedlora.settings import FederationSettings
 
 
 @pytest.fixture(scope="session")
-def small_settings(tmp_path_factory) -> FederationSettings:
+def small_settings(tmp_path_factory, shared_bases) -> FederationSettings:
     """A federation small enough for the test suite: 4 digits clients, a quick base."""
     root = tmp_path_factory.mktemp("federation")
     return FederationSettings(
@@ -22,15 +23,16 @@ def small_settings(tmp_path_factory) -> FederationSettings:
         heal_steps=30,
         seed=0,
         out=str(root / "out"),
-        cache_dir=str(root / "cache"),
+        cache_dir=str(shared_bases.cache_folder(root / "cache")),
     )
 
 
 @pytest.fixture(scope="session")
-def small_base(small_settings):
+def small_base(small_settings, shared_bases):
     from fedlora.server.federation import base_for
 
-    return base_for(small_settings)
+    with shared_bases.building(small_settings.task):
+        return base_for(small_settings)
 
 
 def make_message(content, message_type: str, dst_node_id: int = 7, server_round: int = 1):
@@ -49,3 +51,18 @@ def make_message(content, message_type: str, dst_node_id: int = 7, server_round:
         message_type=message_type,
     )
     return Message(metadata=metadata, content=content)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def private_local_superlink(monkeypatch):
+    """`flwr run` without a SuperLink starts a local one on fixed ports (39091, 39093), and
+    reuses whatever already answers there, such as another checkout's tests: give it ports
+    of its own."""
+    monkeypatch.setenv("FLWR_LOCAL_SUPERLINK_HTTP_API_PORT", str(free_port()))
+    monkeypatch.setenv("FLWR_LOCAL_CONTROL_API_PORT", str(free_port()))

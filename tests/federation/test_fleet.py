@@ -20,6 +20,7 @@ def fleet_run(tmp_path_factory):
     return simulate(settings, cpus=2)
 
 
+@pytest.mark.e2e
 def test_clients_train_different_ranks_and_depths(fleet_run):
     plans = {plan["client"]: plan for plan in fleet_run["plans"]}
     by_profile = {}
@@ -32,12 +33,14 @@ def test_clients_train_different_ranks_and_depths(fleet_run):
     assert fleet_run["final"]["accepted"] == 4
 
 
+@pytest.mark.e2e
 def test_a_device_that_fits_no_plan_is_excluded_by_name_and_reason(fleet_run):
     (excluded,) = fleet_run["excluded"]
     assert excluded["profile"] == "stm32wl55" and excluded["client"].startswith("stdlib:")
     assert "nothing fits stm32wl55" in excluded["reason"] and "largest component" in excluded["reason"]
 
 
+@pytest.mark.e2e
 def test_updates_are_converted_to_time_on_each_link(fleet_run):
     devices = fleet_run["devices"]
     assert devices["nrf52840"]["link"] == "ble" and devices["rpi4"]["link"] == "wifi"

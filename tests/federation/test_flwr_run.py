@@ -2,8 +2,11 @@
 
 import json
 
+import pytest
 
 from fedlora.simulations.flwr_run import main
+
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("private_local_superlink")]
 
 
 def quick(tmp_path, *extra):

@@ -9,6 +9,8 @@ from fedlora import protocol
 from fedlora.run_layout import RunLayout
 from fedlora.simulations.simulate import simulate
 
+pytestmark = pytest.mark.e2e
+
 
 def recording_mod(log_dir: str):
     """A Flower client mod that writes the array names every message carried, both ways."""

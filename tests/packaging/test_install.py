@@ -27,6 +27,7 @@ def wheel(tmp_path_factory) -> Path:
     return built
 
 
+@pytest.mark.e2e
 def test_the_wheel_installs_parts_as_fedlora_subpackages(wheel):
     names = zipfile.ZipFile(wheel).namelist()
     tops = {name.split("/")[0] for name in names if not name.split("/")[0].endswith((".dist-info", ".data"))}
@@ -53,6 +54,7 @@ def test_the_wheel_carries_every_source_package(wheel):
             assert f"{package}/__init__.py" in names, f"{init.parent} is not in the wheel: add it to [tool.setuptools] packages"
 
 
+@pytest.mark.e2e
 def test_a_regular_install_imports_from_site_packages(wheel, tmp_path):
     target = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(wheel)], check=True)
