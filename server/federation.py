@@ -113,6 +113,7 @@ def handshake(
     """Ask every node who it is, what it will train and over which link. A node whose device
     fits no plan is excluded; one that fails, answers wrongly or not at all is lost — each by
     name and reason, never silently — and the run fails when too few are left."""
+    participation.expected = len(nodes)  # every node that connected was meant to take part
     messages = [Message(protocol.query_content(base_id), dst_node_id=node, message_type=MessageType.QUERY) for node in nodes]
     bytes_down = sum(message_bytes(m) for m in messages)
     replies = list(grid.send_and_receive(messages))

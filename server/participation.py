@@ -22,7 +22,7 @@ from fedlora.errors import FedloraError
 
 @dataclass
 class Participation:
-    expected: int  # clients the run was started for
+    expected: int  # clients the run was started for; at the handshake, the nodes that connected
     min_clients: float
     taking_part: set[int] = field(default_factory=set)  # node ids
     excluded: list[dict] = field(default_factory=list)  # refused by their device's memory

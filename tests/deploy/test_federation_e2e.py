@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import sysconfig
@@ -30,10 +29,10 @@ from pathlib import Path
 
 import pytest
 
-from fedlora.deploy.commands import connection_toml, register_argv, superlink_argv
+from fedlora.deploy.commands import register_argv, superlink_argv
 from fedlora.deploy.supernode import supernode_argv, supernode_environment
 
-from processes import TIMEOUT, free_port, free_ports, stop, wait_for
+from loopback import TIMEOUT, free_port, free_ports, provision, stop, wait_for
 
 pytestmark = pytest.mark.e2e
 REPOSITORY = Path(__file__).resolve().parents[2]
@@ -80,15 +79,8 @@ def test_a_secure_deployment_from_the_wheel(make_deployment, wheel_venv, tmp_pat
         first_runtime_port=free_ports(NODES + 1),
     )
     nodes, stranger = deployment.nodes[:NODES], deployment.nodes[NODES]
+    provision(deployment)
     device = deployment.device
-    Path(device.folder).mkdir()
-    shutil.copy(deployment.tls.ca_cert, device.ca_cert)
-    for node in deployment.nodes:
-        shutil.copy(node.private_key, device.private_key(node))
-        for folder in (device.state_dir(node), device.cache_dir(node), device.flwr_home(node)):
-            Path(folder).mkdir(parents=True)
-    deployment.flwr_home.mkdir()
-    (deployment.flwr_home / "config.toml").write_text(connection_toml(deployment))
     bin_dir = wheel_venv / "bin"
     server_env = dict(os.environ, PATH=f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}", FLWR_HOME=str(deployment.flwr_home), FLWR_TELEMETRY_ENABLED="0")
     server_env.pop("PYTHONPATH", None)

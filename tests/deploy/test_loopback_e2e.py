@@ -9,17 +9,16 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from fedlora.deploy.commands import connection_toml, register_argv, superlink_argv
+from fedlora.deploy.commands import register_argv, superlink_argv
 from fedlora.deploy.supernode import supernode_argv, supernode_environment
 
-from processes import TIMEOUT, free_port, free_ports, stop, wait_for
+from loopback import TIMEOUT, free_port, free_ports, provision, stop, wait_for
 
 pytestmark = pytest.mark.e2e
 BIN = Path(sys.executable).parent
@@ -36,15 +35,7 @@ def deployment(make_deployment, device_venv, tmp_path):
         device_venv=device_venv,
         first_runtime_port=free_ports(2),
     )
-    device = deployment.device
-    Path(device.folder).mkdir()
-    shutil.copy(deployment.tls.ca_cert, device.ca_cert)
-    for node in deployment.nodes:
-        shutil.copy(node.private_key, device.private_key(node))
-        for folder in (device.state_dir(node), device.cache_dir(node), device.flwr_home(node)):
-            Path(folder).mkdir(parents=True)
-    deployment.flwr_home.mkdir()
-    (deployment.flwr_home / "config.toml").write_text(connection_toml(deployment))
+    provision(deployment)
     return deployment
 
 

@@ -1,8 +1,10 @@
-"""Processes of a loopback deployment: free ports, waiting for a log line, stopping by PID."""
+"""A deployment on 127.0.0.1: free ports, the device folder provisioned as the printed lines
+say, waiting for a log line, stopping a process by its PID and process group."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -57,3 +59,18 @@ def stop(process: subprocess.Popen) -> None:
         os.killpg(process.pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass
+
+
+def provision(deployment) -> None:
+    """Lay out the 'device' (a folder here) and the server's flwr connection, as the README says."""
+    from fedlora.deploy.commands import connection_toml
+
+    device = deployment.device
+    Path(device.folder).mkdir()
+    shutil.copy(deployment.tls.ca_cert, device.ca_cert)
+    for node in deployment.nodes:
+        shutil.copy(node.private_key, device.private_key(node))
+        for folder in (device.state_dir(node), device.cache_dir(node), device.flwr_home(node)):
+            Path(folder).mkdir(parents=True)
+    deployment.flwr_home.mkdir()
+    (deployment.flwr_home / "config.toml").write_text(connection_toml(deployment))
