@@ -113,7 +113,7 @@ class AdapterFederation(Strategy):
             content = protocol.instruction_content(server_round, plan.rank, plan.targets, record, self.base_id, base)
             message = Message(content, dst_node_id=node, message_type=message_type)
             dispatch.down_by_node[node] = message_bytes(message)
-            if self.base_id is not None and base is not None:
+            if base is not None:
                 dispatch.carries_base.add(node)
                 dispatch.bundle_bytes += self.base_size
             dispatch.messages.append(message)
