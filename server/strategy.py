@@ -150,6 +150,9 @@ class AdapterFederation(Strategy):
         for node in sorted(set(dispatch.sent) - {reply.metadata.src_node_id for reply in replies}):
             rejected.append({"node": node, "client": self.plans[node].name, "reason": "no reply"})
             self.participation.lose(node, self.plans[node].name, kind, "no reply")
+        # Replies arrive in the order clients finish; aggregate in partition order so that
+        # floating-point sums, and flexlora's SVD of them, repeat exactly for the same seed.
+        accepted.sort(key=lambda verdict: self.plans[verdict.node_id].partition)
         return accepted, rejected
 
     def _entry(self, dispatch: Dispatch, server_round: int, kind: str, replies: list[Message], accepted: list[Accepted], rejected: list[dict]) -> dict:
