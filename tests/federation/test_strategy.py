@@ -4,7 +4,6 @@ import numpy as np
 from flwr.app import Message
 
 from fedlora import protocol
-from fedlora.methods import METHODS
 from fedlora.run_layout import RunLayout
 from fedlora.server.global_state import ProductGlobal
 from fedlora.server.participation import Participation
