@@ -67,3 +67,14 @@ def shared_bases(tmp_path_factory) -> SharedBases:
         root = root.parent  # each worker's basetemp is a folder of the session's root
     return SharedBases(root / "shared-bases")
 
+
+
+def pytest_collection_modifyitems(config, items):
+    """Under pytest-xdist, hand out the files with end-to-end runs first: they take minutes,
+    and the short tests then fill the other workers around them. (With ``--dist loadfile
+    --no-loadscope-reorder`` a file is one unit of work, handed out in this order; xdist's
+    default order, most tests first, would start the one-test deployment file last.)"""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    e2e_files = {item.path for item in items if item.get_closest_marker("e2e")}
+    items.sort(key=lambda item: item.path not in e2e_files)  # stable: the order within is kept
