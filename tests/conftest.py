@@ -68,7 +68,6 @@ def shared_bases(tmp_path_factory) -> SharedBases:
     return SharedBases(root / "shared-bases")
 
 
-
 def pytest_collection_modifyitems(config, items):
     """Under pytest-xdist, hand out the files with end-to-end runs first: they take minutes,
     and the short tests then fill the other workers around them. (With ``--dist loadfile
