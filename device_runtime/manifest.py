@@ -139,17 +139,32 @@ def _check(listing: Mapping[str, Mapping[str, Any]], files: Mapping[str, bytes],
         raise ManifestError(f"holds {extra[:5]}, which {MANIFEST} does not list")
 
 
-def write_atomically(directory: Path, files: Mapping[str, bytes]) -> None:
-    """Write into a temporary sibling, then rename: readers never see half a bundle."""
+def write_atomically(directory: Path, files: Mapping[str, bytes], overwrite: bool = True) -> bool:
+    """Write into a temporary sibling, then rename: readers never see half a bundle.
+
+    ``overwrite=False`` is for content-addressed folders that several writers may fill at
+    once (simulated clients share one cache): a folder that already exists, or appears
+    while this one is staged, is left as it is — never removed under a reader — and
+    nothing is written. Returns whether this call wrote the folder.
+    """
     directory.parent.mkdir(parents=True, exist_ok=True)
+    if directory.exists() and not overwrite:
+        return False
     staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=directory.parent))
     try:
         staging.chmod(0o755)  # mkdtemp makes it private; a bundle is meant to be read
         for name, data in files.items():
             (staging / name).write_bytes(data)
-        if directory.exists():
+        if directory.exists() and overwrite:
             shutil.rmtree(directory)
-        os.replace(staging, directory)
+        try:
+            os.replace(staging, directory)
+        except OSError:
+            if overwrite or not directory.is_dir():
+                raise
+            shutil.rmtree(staging, ignore_errors=True)  # another writer's copy won the race
+            return False
+        return True
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

@@ -166,8 +166,15 @@ def install_bundle(files: dict[str, bytes], expected_id: str, cache_dir: Path) -
     except ManifestError as exc:
         raise FedloraError(f"{where}: {exc}; {_FIX}") from exc
     directory = cache_dir / expected_id
-    if not (directory / MANIFEST).is_file():
-        write_atomically(directory, {name: files[name] for name in [MANIFEST, *manifest["files"]]})
+    contents = {name: files[name] for name in [MANIFEST, *manifest["files"]]}
+    # Content-addressed: a copy another client installed first (simulated clients share a
+    # cache) is as good as this one once verified, and is never removed under its readers;
+    # a damaged copy is replaced by the verified files just received.
+    if not write_atomically(directory, contents, overwrite=False):
+        try:
+            return read_base_bundle(directory, expected_id=expected_id)
+        except FedloraError:
+            write_atomically(directory, contents)
     return BaseBundle(directory, manifest, expected_id)
 
 

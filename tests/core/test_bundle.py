@@ -145,6 +145,32 @@ def test_install_checks_everything_before_writing(built, tmp_path):
     assert read_base_bundle(installed.path, expected_id=bundle.id).id == bundle.id
 
 
+def test_clients_sharing_a_cache_install_the_same_bundle_at_once(built, tmp_path):
+    """Simulated clients share one cache: concurrent installs of one bundle all succeed,
+    and none removes the copy another is reading."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    _, _, bundle = built
+    files = bundle.files()
+    for attempt in range(5):
+        cache = tmp_path / f"cache{attempt}"
+        with ThreadPoolExecutor(8) as pool:
+            installed = list(pool.map(lambda _: install_bundle(files, bundle.id, cache), range(16)))
+        assert {b.path for b in installed} == {cache / bundle.id}
+        assert read_base_bundle(cache / bundle.id, expected_id=bundle.id).id == bundle.id
+        assert [path.name for path in cache.iterdir()] == [bundle.id], "no staging folder left behind"
+
+
+def test_a_damaged_cached_copy_is_replaced_by_the_received_one(built, tmp_path):
+    _, _, bundle = built
+    files = bundle.files()
+    cache = tmp_path / "cache"
+    install_bundle(files, bundle.id, cache)
+    (cache / bundle.id / WEIGHTS).write_bytes(b"damaged")
+    install_bundle(files, bundle.id, cache)
+    assert read_base_bundle(cache / bundle.id, expected_id=bundle.id).id == bundle.id
+
+
 def test_a_bundle_for_another_task_is_refused(built):
     _, _, bundle = built
 
