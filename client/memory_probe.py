@@ -35,6 +35,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from fedlora.adapters.keys import is_adapter_key
 from fedlora.adapters.update import LowRankUpdate
+from fedlora.optim import Adam
 from fedlora.tasks.datasets import Dataset
 from fedlora.train import LossFn, TrainConfig, task_loss, train
 
@@ -247,7 +248,7 @@ class Measurement:
 
 
 def _optimizer_name(optimizer: torch.optim.Optimizer) -> str:
-    if isinstance(optimizer, torch.optim.Adam):
+    if isinstance(optimizer, Adam):
         return "adam"
     return "momentum" if optimizer.param_groups[0].get("momentum", 0) else "sgd"
 

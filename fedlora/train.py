@@ -21,6 +21,7 @@ from torch.utils.checkpoint import checkpoint
 
 from fedlora.errors import FedloraError
 from fedlora.metrics import cross_entropy
+from fedlora.optim import SGD, Adam
 from fedlora.tasks.base import manual_seed_generator
 from fedlora.tasks.datasets import Dataset
 
@@ -74,9 +75,9 @@ class TrainConfig:
 
 def make_optimizer(parameters: list[nn.Parameter], config: TrainConfig) -> torch.optim.Optimizer:
     if config.optimizer == "adam":
-        return torch.optim.Adam(parameters, lr=config.lr)
+        return Adam(parameters, lr=config.lr)
     momentum = 0.9 if config.optimizer == "momentum" else 0.0
-    return torch.optim.SGD(parameters, lr=config.lr, momentum=momentum)
+    return SGD(parameters, lr=config.lr, momentum=momentum)
 
 
 def checkpoint_units(model: nn.Module) -> list[nn.Module]:

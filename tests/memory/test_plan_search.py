@@ -14,6 +14,7 @@ from fedlora.client.device_plan import planned_model
 from fedlora.client.plan_search import LEVERS, PlanRefused, PlanRequest
 from fedlora.client.profiles import load_profile
 from fedlora.errors import FedloraError
+from fedlora.optim import SGD, Adam
 from fedlora.train import TrainConfig, checkpoint_units, train
 
 KiB = 1024
@@ -74,7 +75,7 @@ def test_tight_budget_changes_the_plan_and_the_trainer_runs_it(lm_planner, roomy
     finally:
         hook.remove()
         counter.remove()
-    expected = {"adam": torch.optim.Adam, "momentum": torch.optim.SGD, "sgd": torch.optim.SGD}[plan.optimizer]
+    expected = {"adam": Adam, "momentum": SGD, "sgd": SGD}[plan.optimizer]
     assert isinstance(optimizers[0], expected)
     assert (optimizers[0].param_groups[0].get("momentum", 0) > 0) == (plan.optimizer == "momentum")
     assert passes[0] == plan.train_config.steps * plan.train_config.accumulation
