@@ -1,5 +1,6 @@
-"""A deployment on 127.0.0.1: free ports, the device folder provisioned as the printed lines
-say, waiting for a log line, stopping a process by its PID and process group."""
+"""A deployment on 127.0.0.1, for the deployment tests and ``bench_node``: free ports, the
+device folder provisioned as the printed lines say, waiting for a log line, stopping a
+process by its PID and process group."""
 
 from __future__ import annotations
 
@@ -10,8 +11,6 @@ import socket
 import subprocess
 import time
 from pathlib import Path
-
-import pytest
 
 TIMEOUT = 90.0
 
@@ -33,7 +32,7 @@ def free_ports(count: int) -> int:
             return first
         except OSError:
             continue
-    pytest.skip(f"no {count} consecutive free ports on 127.0.0.1")
+    raise OSError(f"no {count} consecutive free ports on 127.0.0.1")
 
 
 def wait_for(log: Path, needle: str, process: subprocess.Popen, timeout: float = TIMEOUT) -> None:

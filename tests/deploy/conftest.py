@@ -27,5 +27,5 @@ def make_deployment(tmp_path):
 
 @pytest.fixture
 def device_venv() -> str:
-    """The venv running the tests stands in for a device's venv: its bin/ has flower-supernode."""
+    """The venv running the tests stands in for a device's venv: its bin/ has fedlora-node and flower-supernode."""
     return str(Path(sys.executable).parent.parent)

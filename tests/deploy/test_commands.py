@@ -55,7 +55,7 @@ def test_supernode_flags_are_in_its_help_and_its_parser_reads_them(make_deployme
     known, _ = help_flags("flower-supernode")
     for index, node in enumerate(deployment.nodes):
         argv = supernode_argv(deployment, node)
-        assert argv[0] == "/opt/fedlora/venv/bin/flower-supernode"
+        assert argv[0] == "/opt/fedlora/venv/bin/fedlora-node"  # takes flower-supernode's arguments
         assert flags(argv) <= known, flags(argv) - known
         parsed = _parse_args_run_supernode().parse_args(argv[1:])
         assert parsed.superlink == "superlink.lan:8000" and not parsed.insecure
@@ -66,7 +66,7 @@ def test_supernode_flags_are_in_its_help_and_its_parser_reads_them(make_deployme
             "partition-id": index, "state-dir": f"/opt/fedlora/{node.name}/state", "cache-dir": f"/opt/fedlora/{node.name}/cache",
         }  # fmt: skip
         environment = supernode_environment(deployment, node)
-        assert environment["PATH"].split(":")[0] == "/opt/fedlora/venv/bin"  # flower-superexec is found
+        assert environment["PATH"].split(":")[0] == "/opt/fedlora/venv/bin"  # flower-supernode finds flower-superexec
         assert environment["FLWR_HOME"] == f"/opt/fedlora/{node.name}/flwr-home"
 
 

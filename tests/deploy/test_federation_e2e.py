@@ -5,6 +5,9 @@ with ``flwr run`` through fedlora's driver from a folder with no fedlora source 
 
 Three runs share the deployment:
 
+Nodes 0 and 1 run ``fedlora-node`` (the ClientApp in the SuperNode's process), node 2
+Flower's ``flower-supernode`` (a ClientApp process per message).
+
 1. two rounds with a personal adapter: completes, every node installs the base once;
 2. after node 0 was restarted: the nodes say they hold the base, so it is not sent again,
    and node 0 resumes its personal adapter from its state folder;
@@ -30,9 +33,8 @@ from pathlib import Path
 import pytest
 
 from fedlora.deploy.commands import register_argv, superlink_argv
+from fedlora.deploy.loopback import TIMEOUT, free_port, free_ports, provision, stop, wait_for
 from fedlora.deploy.supernode import supernode_argv, supernode_environment
-
-from loopback import TIMEOUT, free_port, free_ports, provision, stop, wait_for
 
 pytestmark = pytest.mark.e2e
 REPOSITORY = Path(__file__).resolve().parents[2]
@@ -55,7 +57,7 @@ def wheel_venv(tmp_path_factory) -> Path:
     # adds the folder, but the folder's own .pth files (this checkout's editable hook) stay off.
     paths = dict.fromkeys([sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]])
     (site / "zz-dependencies.pth").write_text("\n".join(paths) + "\n")
-    for command in FLOWER_COMMANDS:
+    for command in (*FLOWER_COMMANDS, "fedlora-node"):  # fedlora-node's script is the editable checkout's: same entry point
         script = (Path(sys.executable).parent / command).read_text().splitlines()
         target = venv / "bin" / command
         target.write_text("\n".join([f"#!{venv / 'bin' / 'python'}", *script[1:]]) + "\n")
@@ -95,8 +97,10 @@ def test_a_secure_deployment_from_the_wheel(make_deployment, wheel_venv, tmp_pat
         return log
 
     def start_node(node) -> None:
-        log = start(node.name, supernode_argv(deployment, node), dict(os.environ, **supernode_environment(deployment, node)))
-        wait_for(log, "Starting Flower SuperExec", processes[node.name])
+        # the last node runs Flower's own SuperNode (a ClientApp process per message), the others fedlora-node
+        program = "flower-supernode" if node == nodes[-1] else "fedlora-node"
+        log = start(node.name, supernode_argv(deployment, node, program), dict(os.environ, **supernode_environment(deployment, node)))
+        wait_for(log, "SuperNode ID:", processes[node.name])
 
     def submit(out: Path, *config: str) -> subprocess.CompletedProcess:
         argv = [
@@ -138,7 +142,7 @@ def test_a_secure_deployment_from_the_wheel(make_deployment, wheel_venv, tmp_pat
         config = supernode_argv(deployment, stranger)
         config[config.index("--node-config") + 1] = config[config.index("--node-config") + 1].replace(f"partition-id={stranger.partition_id}", "partition-id=7")
         log = start(stranger.name, config, dict(os.environ, **supernode_environment(deployment, stranger)))
-        wait_for(log, "Starting Flower SuperExec", processes[stranger.name])
+        wait_for(log, "SuperNode ID:", processes[stranger.name])
         third = submit(tmp_path / "third")
         assert third.returncode == 1, third.stdout + third.stderr
         assert "finished:failed" in third.stderr

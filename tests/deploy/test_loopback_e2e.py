@@ -16,9 +16,8 @@ from pathlib import Path
 import pytest
 
 from fedlora.deploy.commands import register_argv, superlink_argv
+from fedlora.deploy.loopback import TIMEOUT, free_port, free_ports, provision, stop, wait_for
 from fedlora.deploy.supernode import supernode_argv, supernode_environment
-
-from loopback import TIMEOUT, free_port, free_ports, provision, stop, wait_for
 
 pytestmark = pytest.mark.e2e
 BIN = Path(sys.executable).parent
@@ -67,7 +66,7 @@ def test_a_registered_node_connects_and_an_unregistered_one_is_refused(deploymen
         good_log = tmp_path / "registered.log"
         good = start(supernode_argv(deployment, registered), good_log, node_env(registered))
         wait_for(good_log, "SuperNode ID:", good)
-        wait_for(good_log, "Starting Flower SuperExec", good)  # found on PATH, not FileNotFoundError
+        wait_for(good_log, "fedlora-node: the ClientApp runs in this process", good)
 
         bad_log = tmp_path / "stranger.log"
         bad = start(supernode_argv(deployment, stranger), bad_log, node_env(stranger))

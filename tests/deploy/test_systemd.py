@@ -30,7 +30,7 @@ def test_the_unit_holds_what_a_device_needs(make_deployment):
     (exec_start,) = unit["ExecStart"]
     argv = shlex.split(exec_start)  # systemd splits single-quoted words the same way
     assert argv == supernode_argv(deployment, node)
-    assert argv[0] == "/opt/fedlora/venv/bin/flower-supernode"  # absolute
+    assert argv[0] == "/opt/fedlora/venv/bin/fedlora-node"  # absolute
     environment = dict(value.split("=", 1) for value in unit["Environment"])
     assert environment["PATH"].startswith("/opt/fedlora/venv/bin:")  # flower-superexec is found by name
     assert environment["FLWR_HOME"] == "/opt/fedlora/node1/flwr-home"  # the service user's own, writable
