@@ -16,7 +16,8 @@ activations         what backward needs, from a dry run (:mod:`.memory_trace`): 
 scratch             temporaries alive at the step's peak on top of the activations (the
                     dry run, or the optimizer update if larger), plus on a microcontroller
                     one layer's factors dequantized to float32
-runtime             the profile's reserve: RTOS/OS, radio stack, interpreter
+runtime             the profile's reserve (RTOS/OS, radio stack) and the client process's
+                    footprint (interpreter, torch, flwr: measured by bench_node)
 ==================  ====================================================================
 
 The dry run is PyTorch's own autograd on the meta device, so what it predicts for the
@@ -65,7 +66,7 @@ class MemoryBreakdown:
     path_bytes: int  # other activations kept for backward: the path from the loss to the lowest adapter
     transient_bytes: int  # temporaries alive at the peak on top of the activations
     dequant_bytes: int  # one layer's INT8 factors dequantized to float32 (microcontrollers)
-    runtime_bytes: int  # the profile's reserve
+    runtime_bytes: int  # the profile's reserve and the client process's footprint
     peak_site: str  # where the step peaks, e.g. "forward of blocks.0.attn"
     peak_alive: tuple[tuple[str, int], ...] = ()  # what is alive there, by where it was made (largest first)
 
@@ -182,7 +183,7 @@ def step_memory(base: nn.Module, model: nn.Module, trace: StepTrace, profile: De
         path_bytes=held - trace.adapter_input_bytes,
         transient_bytes=max(max(trace.peak_bytes, update_scratch) - held, 0),
         dequant_bytes=dequant_bytes(base, profile),
-        runtime_bytes=profile.ram_reserve,
+        runtime_bytes=profile.ram_reserve + profile.process_footprint,
         peak_site="the optimizer update" if update_peaks else trace.peak_site,
         peak_alive=() if update_peaks else tuple(sorted(trace.peak_by_site.items(), key=lambda item: -item[1])[:PEAK_SITES_SHOWN]),
     )

@@ -24,6 +24,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import io
+import os
 import sys
 import threading
 import tomllib
@@ -44,6 +45,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     from flwr.supercore import log
 
     argv = list(sys.argv[1:] if argv is None else argv)
+    # No network at run time beyond the SuperLink: Flower's SuperNode would ask PyPI for a
+    # newer flwr and send telemetry unless told not to (a user's own setting wins).
+    os.environ.setdefault("FLWR_DISABLE_UPDATE_CHECK", "1")
+    os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
     runtime = _runtime_api(argv)
     # Before anything else imports torch: keep torch._dynamo out (client/light_torch.py).
     from fedlora.client.light_torch import skip_dynamo_import

@@ -370,11 +370,12 @@ class Planner:
         b = smallest.breakdown
         name, size = b.largest()
         margin = f", less a {smallest.margin:.0%} margin: {format_bytes(smallest.budget_bytes)}" if smallest.margin else ""
+        footprint = f" and the client process's {format_bytes(profile.process_footprint)}" if profile.process_footprint else ""
         fixed = [lever for lever in LEVERS if lever not in request.levers]
         kept = f" (keeping {', '.join(fixed)} as asked)" if fixed else ""
         return (
             f"nothing fits {profile.name}: {format_bytes(profile.usable_ram)} of RAM are usable "
-            f"({format_bytes(profile.total_ram)} minus a {format_bytes(profile.ram_reserve)} reserve{margin}), and the smallest "
+            f"({format_bytes(profile.total_ram)} minus a {format_bytes(profile.ram_reserve)} reserve{footprint}{margin}), and the smallest "
             f"configuration{kept} ({smallest.describe()}) needs {format_bytes(b.training_bytes)}. Its largest component is "
             f"{name.split(' (')[0]}, {format_bytes(size)}; {b.explain_peak()}"
         )

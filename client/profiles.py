@@ -36,7 +36,13 @@ _UNITS = {"": 1, "b": 1, "k": 1024, "kb": 1024, "kib": 1024, "m": 1024**2, "mb":
 
 @dataclass(frozen=True)
 class DeviceProfile:
-    """One board. Sizes are bytes; ``usable_ram`` is what one training step may use."""
+    """One board. Sizes are bytes; ``usable_ram`` is what one training step may use.
+
+    ``ram_reserve`` is what the board keeps for itself (RTOS or OS, radio, GPU);
+    ``process_footprint`` is what the fedlora client's own process holds before it trains
+    (on Linux: Python, torch, flwr and the SuperNode in ``fedlora-node``, measured by
+    ``simulations/bench_node.py``). The node as a whole must stay within ``node_budget``.
+    """
 
     name: str
     kind: ProfileKind
@@ -50,10 +56,17 @@ class DeviceProfile:
     flash: int = 0
     flash_reserve: int = 0
     weights_in_flash: bool = False
+    process_footprint: int = 0
 
     @property
     def usable_ram(self) -> int:
-        """RAM (with PSRAM) left for the training step after the runtime's reserve."""
+        """RAM (with PSRAM) left for the training step after the board's reserve and the
+        client process's own footprint."""
+        return self.node_budget - self.process_footprint
+
+    @property
+    def node_budget(self) -> int:
+        """RAM (with PSRAM) the whole client may use: everything but the board's reserve."""
         return self.ram + self.psram - self.ram_reserve
 
     @property
@@ -101,7 +114,7 @@ def format_bytes(n: float) -> str:
 # -- validation of tables from TOML files and inline specs --------------------------------
 
 _PROFILE_FIELDS = {f.name for f in fields(DeviceProfile)} - {"name"}
-_SIZE_FIELDS = ("ram", "ram_reserve", "psram", "flash", "flash_reserve")
+_SIZE_FIELDS = ("ram", "ram_reserve", "psram", "flash", "flash_reserve", "process_footprint")
 _LINK_FIELDS = {f.name for f in fields(Link)} - {"name"}
 
 
@@ -194,10 +207,11 @@ def profile_from_table(name: str, table: dict[str, Any], links: dict[str, Link],
         raise FedloraError(f"{where}: kind={profile.kind!r}; choose 'mcu' (firmware, INT8 base) or 'linux' (the torch client)")
     if profile.ram <= 0:
         raise FedloraError(f"{where}: ram must be > 0")
-    if profile.ram_reserve >= profile.total_ram:
+    if profile.ram_reserve + profile.process_footprint >= profile.total_ram:
+        footprint = f" and process_footprint {format_bytes(profile.process_footprint)}" if profile.process_footprint else ""
         raise FedloraError(
-            f"{where}: ram_reserve {format_bytes(profile.ram_reserve)} leaves nothing of {format_bytes(profile.total_ram)} RAM; "
-            "lower ram_reserve"
+            f"{where}: ram_reserve {format_bytes(profile.ram_reserve)}{footprint} leaves nothing of {format_bytes(profile.total_ram)} RAM; "
+            "lower ram_reserve" + (" or process_footprint" if footprint else "")
         )
     if profile.flash_reserve > profile.flash:
         raise FedloraError(f"{where}: flash_reserve {format_bytes(profile.flash_reserve)} is larger than flash {format_bytes(profile.flash)}")

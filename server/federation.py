@@ -34,6 +34,7 @@ from fedlora.records import message_bytes
 from fedlora.run_layout import InvocationLayout
 from fedlora.server.global_state import GlobalState, LinearGlobal, ProductGlobal
 from fedlora.server.participation import Participation
+from fedlora.server.prompt_grid import PromptGrid
 from fedlora.server.results import RunRecorder
 from fedlora.server.strategy import AdapterFederation
 from fedlora.server.validation import NodePlan, validate_description
@@ -165,6 +166,7 @@ def _named(task, reason: str) -> str:
 
 
 def run_federation(grid: Grid, settings: FederationSettings, on_record: Callable[[dict], None] | None = None) -> dict[str, Any]:
+    grid = PromptGrid(grid)
     method = get_method(settings.method)
     task = task_of(settings)
     base = None if method.dense else base_for(settings, progress=_log_progress)

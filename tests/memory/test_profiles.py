@@ -30,6 +30,14 @@ def test_builtin_boards_match_their_datasheets():
         assert p.weights_in_flash == (p.kind == "mcu")
 
 
+def test_a_linux_board_counts_the_client_process():
+    zero = load_profile("rpi-zero-2w")
+    assert zero.node_budget == 512 * MiB - 144 * MiB  # what the whole fedlora-node may use
+    assert zero.usable_ram == zero.node_budget - zero.process_footprint
+    assert zero.process_footprint > 300 * MiB  # torch, flwr and the SuperNode: not the 7 MiB of tensors
+    assert load_profile("rpi-zero-2w-headless").node_budget == zero.node_budget + 48 * MiB  # gpu_mem=16
+
+
 def test_usable_memory_subtracts_the_reserves():
     p = load_profile("nrf52840")
     assert p.usable_ram == 256 * KiB - 56 * KiB
