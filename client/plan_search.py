@@ -371,6 +371,12 @@ class Planner:
         name, size = b.largest()
         margin = f", less a {smallest.margin:.0%} margin: {format_bytes(smallest.budget_bytes)}" if smallest.margin else ""
         footprint = f" and the client process's {format_bytes(profile.process_footprint)}" if profile.process_footprint else ""
+        if profile.usable_ram <= 0:
+            return (
+                f"nothing fits {profile.name}: the client process alone (Python, torch, flwr: {format_bytes(profile.process_footprint)}, "
+                f"the profile's process_footprint) needs more than the {format_bytes(profile.node_budget)} left of "
+                f"{format_bytes(profile.total_ram)} after a {format_bytes(profile.ram_reserve)} reserve, before any training"
+            )
         fixed = [lever for lever in LEVERS if lever not in request.levers]
         kept = f" (keeping {', '.join(fixed)} as asked)" if fixed else ""
         return (

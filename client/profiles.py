@@ -207,12 +207,13 @@ def profile_from_table(name: str, table: dict[str, Any], links: dict[str, Link],
         raise FedloraError(f"{where}: kind={profile.kind!r}; choose 'mcu' (firmware, INT8 base) or 'linux' (the torch client)")
     if profile.ram <= 0:
         raise FedloraError(f"{where}: ram must be > 0")
-    if profile.ram_reserve + profile.process_footprint >= profile.total_ram:
-        footprint = f" and process_footprint {format_bytes(profile.process_footprint)}" if profile.process_footprint else ""
+    if profile.ram_reserve >= profile.total_ram:
         raise FedloraError(
-            f"{where}: ram_reserve {format_bytes(profile.ram_reserve)}{footprint} leaves nothing of {format_bytes(profile.total_ram)} RAM; "
-            "lower ram_reserve" + (" or process_footprint" if footprint else "")
+            f"{where}: ram_reserve {format_bytes(profile.ram_reserve)} leaves nothing of {format_bytes(profile.total_ram)} RAM; "
+            "lower ram_reserve"
         )
+    # A process_footprint that leaves nothing is a measured fact, not a typo: the planner
+    # refuses such a board and says what took its memory.
     if profile.flash_reserve > profile.flash:
         raise FedloraError(f"{where}: flash_reserve {format_bytes(profile.flash_reserve)} is larger than flash {format_bytes(profile.flash)}")
     if profile.weights_in_flash and profile.usable_flash <= 0:

@@ -59,9 +59,12 @@ class Participation:
         if self.enough:
             return
         lost = "; ".join(f"{entry['client']} ({entry['stage']}): {entry['reason']}" for entry in self.lost) or "none"
+        excluded = "".join(
+            f"; excluded {entry['client']} ({entry['profile']}): {entry['reason']}" for entry in self.excluded
+        )  # when every device was refused, the reasons are the news
         raise FedloraError(
             f"only {len(self.taking_part)} of the {self.able} clients able to take part are left, and --min-clients "
-            f"{self.min_clients:g} needs {max(self.required, 1)}. Lost: {lost}"
+            f"{self.min_clients:g} needs {max(self.required, 1)}. Lost: {lost}{excluded}"
         )
 
     def record(self) -> dict:

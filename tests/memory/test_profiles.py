@@ -26,7 +26,7 @@ def test_builtin_boards_match_their_datasheets():
     assert profiles["nrf9160"].uplink.kind == "lte-m"
     assert {p.uplink.kind for p in profiles.values()} >= {"ble", "wifi", "lte-m", "lorawan"}
     for p in profiles.values():
-        assert 0 < p.usable_ram < p.total_ram
+        assert 0 < p.node_budget < p.total_ram and p.usable_ram < p.total_ram
         assert p.weights_in_flash == (p.kind == "mcu")
 
 
@@ -36,6 +36,15 @@ def test_a_linux_board_counts_the_client_process():
     assert zero.usable_ram == zero.node_budget - zero.process_footprint
     assert zero.process_footprint > 300 * MiB  # torch, flwr and the SuperNode: not the 7 MiB of tensors
     assert load_profile("rpi-zero-2w-headless").node_budget == zero.node_budget + 48 * MiB  # gpu_mem=16
+
+
+def test_a_board_whose_client_process_takes_all_its_memory_is_refused_with_the_reason():
+    from fedlora.client.device_plan import plan_for
+    from fedlora.client.plan_search import PlanRefused
+    from fedlora.settings import FederationSettings
+
+    with pytest.raises(PlanRefused, match=r"nothing fits rpi-zero-2w: the client process alone \(Python, torch, flwr: 436.0 MiB.* more than the 368.0 MiB left"):
+        plan_for(load_profile("rpi-zero-2w"), FederationSettings(task="textlm", clients=2))
 
 
 def test_usable_memory_subtracts_the_reserves():
