@@ -101,9 +101,12 @@ class LocalModel:
     model: nn.Module
     state: ClientState
     received: dict[str, np.ndarray]
+    config: TrainConfig  # how this client trains: the device's plan, or the run's settings
 
     def metric(self) -> float:
-        return evaluate(self.model, self.data.test)[self.task.primary_metric]
+        # in batches no larger than a training pass's, so that evaluating never needs more
+        # memory than the device's plan allows for training
+        return evaluate(self.model, self.data.test, batch_size=self.config.micro_batch or self.config.batch_size)[self.task.primary_metric]
 
     def load(self, arrays: dict[str, np.ndarray]) -> None:
         if self.method.dense:
@@ -126,13 +129,16 @@ class LocalModel:
         if kept:
             self.load(kept)
 
-    def train(self, settings: FederationSettings, env: ClientEnvironment, seed: int) -> float:
+    def train(self, seed: int) -> float:
         """Local training, as the device's plan says (micro-batch, optimizer, checkpointing)."""
-        if env.profile is not None and not self.method.dense:
-            config = device_plan(settings, env.profile).train_config
-        else:
-            config = TrainConfig(steps=settings.local_steps, batch_size=settings.batch_size, lr=settings.lr, optimizer=settings.optimizer)
-        return train(self.model, self.data.train, config, seed=seed)
+        return train(self.model, self.data.train, self.config, seed=seed)
+
+
+def local_train_config(settings: FederationSettings, env: ClientEnvironment, method: Method) -> TrainConfig:
+    """The device's plan, or the run's settings for a client without a memory budget."""
+    if env.profile is not None and not method.dense:
+        return device_plan(settings, env.profile).train_config
+    return TrainConfig(steps=settings.local_steps, batch_size=settings.batch_size, lr=settings.lr, optimizer=settings.optimizer)
 
 
 def open_local_model(settings: FederationSettings, instruction: Instruction, env: ClientEnvironment, measure_base: bool = False):
@@ -149,7 +155,7 @@ def open_local_model(settings: FederationSettings, instruction: Instruction, env
     else:
         model = adapted_model(settings, _bundle(instruction, env), task, rank=instruction.rank, targets=instruction.targets)
     state = ClientState.load(env.state_dir, state_key(settings, instruction.base_id), data.name)
-    local = LocalModel(method, task, data, model, state, {})
+    local = LocalModel(method, task, data, model, state, {}, local_train_config(settings, env, method))
     base_metric = local.metric() if measure_base and not method.dense else None
     shapes = {key: tuple(value.shape) for key, value in model.state_dict().items() if method.travels(key)}
     try:
@@ -179,7 +185,7 @@ def train_round(settings: FederationSettings, content: RecordDict, env: ClientEn
     local, _ = open_local_model(settings, instruction, env)
     before = local.metric()
     local.load_kept(personal_adapter=True)
-    loss = local.train(settings, env, _round_seed(settings, instruction.server_round, env.partition_id))
+    loss = local.train(_round_seed(settings, instruction.server_round, env.partition_id))
     after = local.metric()
 
     trained = {key: value.detach().numpy() for key, value in local.model.state_dict().items()}
@@ -200,7 +206,7 @@ def evaluate_round(settings: FederationSettings, content: RecordDict, env: Clien
     local, base = open_local_model(settings, protocol.parse_instruction(content), env, measure_base=True)
     arrived = local.metric()
     local.load_kept(personal_adapter=True)
-    local.train(settings, env, _round_seed(settings, _EVALUATION_ROUND, env.partition_id))
+    local.train(_round_seed(settings, _EVALUATION_ROUND, env.partition_id))
     metrics = ClientMetrics(examples=len(local.data.test), global_metric=arrived, personal=local.metric(), base=base)
     return protocol.evaluate_reply_content(metrics)
 
