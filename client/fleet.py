@@ -23,8 +23,8 @@ FLEET_SEED_TAG = 0xF1EE7  # "fleet"
 
 FLEETS = {
     "mcu": "nrf52840:1,stm32f746:1,esp32s3:1,rp2040:1",
-    "pi": "rpi-zero-2w:1,rpi4:1,rpi5:1",
-    "mixed": "nrf52840:1,esp32s3:1,rpi-zero-2w:1,rpi4:1,rpi5:1",
+    "pi": "rpi-zero-2w-headless:1,rpi4:1,rpi5:1",
+    "mixed": "nrf52840:1,esp32s3:1,rpi-zero-2w-headless:1,rpi4:1,rpi5:1",
 }
 
 

@@ -375,7 +375,8 @@ class Planner:
             return (
                 f"nothing fits {profile.name}: the client process alone (Python, torch, flwr: {format_bytes(profile.process_footprint)}, "
                 f"the profile's process_footprint) needs more than the {format_bytes(profile.node_budget)} left of "
-                f"{format_bytes(profile.total_ram)} after a {format_bytes(profile.ram_reserve)} reserve, before any training"
+                f"{format_bytes(profile.total_ram)} after a {format_bytes(profile.ram_reserve)} reserve, before any training; "
+                "free memory on the board (a smaller GPU split, as rpi-zero-2w-headless has) and lower ram_reserve to match"
             )
         fixed = [lever for lever in LEVERS if lever not in request.levers]
         kept = f" (keeping {', '.join(fixed)} as asked)" if fixed else ""

@@ -182,7 +182,7 @@ def deploy_and_run(program: str, nodes: int, config: list[str], profile: str | N
     keys = write_node_keys(workdir / "keys", [f"node{i}" for i in range(nodes)])
     deployment = plan_deployment(
         tls, keys, superlink=f"127.0.0.1:{free_port()}", device_dir=str(workdir / "device"), device_venv=sys.prefix,
-        first_runtime_port=free_ports(nodes), flwr_home=workdir / "flwr-home",
+        first_runtime_port=free_ports(nodes), flwr_home=workdir / "flwr-home", profile=profile,
     )  # fmt: skip
     provision(deployment)
     bin_dir = Path(sys.executable).parent
@@ -204,10 +204,7 @@ def deploy_and_run(program: str, nodes: int, config: list[str], profile: str | N
             if done.returncode != 0:
                 raise RuntimeError(f"registering {node.name} failed: {done.stdout}{done.stderr}")
         for node in deployment.nodes:
-            argv = supernode_argv(deployment, node, program)
-            if profile:
-                argv[argv.index("--node-config") + 1] += f' profile="{profile}"'
-            log = start(node.name, argv, dict(os.environ, **supernode_environment(deployment, node)))
+            log = start(node.name, supernode_argv(deployment, node, program), dict(os.environ, **supernode_environment(deployment, node)))
             wait_for(log, "SuperNode ID:", processes[node.name])
         time.sleep(2)  # let the nodes settle after connecting
         sampler = Sampler({node.name: processes[node.name].pid for node in deployment.nodes})
@@ -281,7 +278,11 @@ def report(results: list[DeploymentResult], simulated: float | None, budget: int
     if simulated is not None:
         lines.append(f"| fedlora simulate (same configuration) | | | | | {simulated:.1f} s | | | |")
     if budget is not None:
-        lines.append(f"\nthe profile's budget for the node (RAM less the OS reserve): {budget / MIB:.0f} MiB")
+        lines.append(f"\nthe profile's budget for the whole node (its RAM less ram_reserve): {budget / MIB:.0f} MiB")
+        for result in results:
+            peak = max(m.peak_resident for m in result.nodes.values())
+            verdict = "within it" if peak <= budget else f"over it by {(peak - budget) / MIB:.0f} MiB"
+            lines.append(f"{result.program}: peak {peak / MIB:.0f} MiB, {verdict}")
     return "\n".join(lines)
 
 
@@ -289,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--nodes", type=int, default=2, help="SuperNodes on this machine [2]")
     parser.add_argument("--program", choices=[*NODE_PROGRAMS, "both"], default="both", help="the node program to measure [both]")
-    parser.add_argument("--profile", default=None, help="a device profile every node declares (e.g. rpi-zero-2w): its plan is trained")
+    parser.add_argument("--profile", default=None, help="a built-in device profile every node declares (e.g. rpi-zero-2w-headless): its plan is trained")
     parser.add_argument("-c", "--run-config", action="append", default=[], help="run-config key=value (repeatable), e.g. rounds=3")
     parser.add_argument("--simulate", action="store_true", help="also run the same configuration in `fedlora simulate`")
     parser.add_argument("--cache-dir", type=Path, default=None, help="the server's cache, where the base is built once [fedlora's cache]")

@@ -36,6 +36,10 @@ def commands(
         ),
     ] = None,
     node: Annotated[Optional[list[str]], typer.Option("--node", help="Print the device lines of this node only; repeat for several.")] = None,
+    profile: Annotated[
+        Optional[str],
+        typer.Option("--profile", help="The device profile of every node (e.g. rpi-zero-2w-headless): each trains what fits its memory."),
+    ] = None,
 ) -> None:
     """Print the SuperLink, flwr and SuperNode command lines, the config.toml entry and a systemd unit per node."""
     from fedlora.deploy.certificates import TlsFiles
@@ -56,5 +60,6 @@ def commands(
         device_user=device_user,
         first_runtime_port=first_runtime_port,
         only=node,
+        profile=profile,
     )
     typer.echo(render(deployment), nl=False)

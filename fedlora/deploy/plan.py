@@ -54,6 +54,7 @@ class DeviceLayout:
     folder: PurePosixPath
     venv: PurePosixPath
     user: str
+    profile: str | None = None  # the device profile every node declares (its planner's budget)
 
     @property
     def ca_cert(self) -> PurePosixPath:
@@ -114,6 +115,7 @@ def plan_deployment(
     device_dir: str = "/opt/fedlora",
     device_venv: str | None = None,
     device_user: str = "fedlora",
+    profile: str | None = None,
     first_runtime_port: int | None = None,
     only: list[str] | None = None,
 ) -> Deployment:
@@ -148,6 +150,11 @@ def plan_deployment(
         )
     if not _CONNECTION.match(connection):
         raise FedloraError(f"--connection {connection!r}: use letters, digits, '-' and '_' only")
+    if profile is not None:
+        from fedlora.client.profiles import builtin_profiles
+
+        if profile not in builtin_profiles():  # a device reads only what it has installed
+            raise FedloraError(f"--profile {profile!r} is not a built-in device profile; choose one of {', '.join(builtin_profiles())}")
     if not _USER.match(device_user):
         raise FedloraError(f"--device-user {device_user!r} is not a valid Linux user name (e.g. fedlora)")
     folder = _device_path(device_dir, "--device-dir")
@@ -171,6 +178,6 @@ def plan_deployment(
         database=Path(database).expanduser().absolute() if database else home / "superlink.db",
         flwr_home=home,
         connection=connection,
-        device=DeviceLayout(folder, venv, device_user),
+        device=DeviceLayout(folder, venv, device_user, profile),
         first_runtime_port=first_runtime_port,
     )

@@ -14,9 +14,11 @@ from fedlora.deploy.plan import Deployment
 
 
 def node_config(deployment: Deployment, node: NodeKey) -> str:
-    """The ``--node-config`` value fedlora's ClientApp reads: partition, state and cache folders."""
+    """The ``--node-config`` value fedlora's ClientApp reads: partition, state and cache
+    folders, and the device profile when there is one."""
     device = deployment.device
-    return f'partition-id={node.partition_id} state-dir="{device.state_dir(node)}" cache-dir="{device.cache_dir(node)}"'
+    profile = f' profile="{device.profile}"' if device.profile else ""
+    return f'partition-id={node.partition_id} state-dir="{device.state_dir(node)}" cache-dir="{device.cache_dir(node)}"{profile}'
 
 
 def supernode_environment(deployment: Deployment, node: NodeKey) -> dict[str, str]:

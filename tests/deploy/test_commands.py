@@ -12,7 +12,9 @@ from pathlib import Path
 import pytest
 
 from fedlora.deploy.commands import connection_toml, register_argv, render, superlink_argv, supernode_line
+from fedlora.deploy.plan import plan_deployment
 from fedlora.deploy.supernode import supernode_argv, supernode_environment
+from fedlora.errors import FedloraError
 
 pytest.importorskip("flwr")
 BIN = Path(sys.executable).parent
@@ -68,6 +70,18 @@ def test_supernode_flags_are_in_its_help_and_its_parser_reads_them(make_deployme
         environment = supernode_environment(deployment, node)
         assert environment["PATH"].split(":")[0] == "/opt/fedlora/venv/bin"  # flower-supernode finds flower-superexec
         assert environment["FLWR_HOME"] == f"/opt/fedlora/{node.name}/flwr-home"
+
+
+def test_a_device_profile_goes_into_every_node_config(make_deployment):
+    from flwr.common.config import parse_config_args
+    from flwr.supernode.cli.flower_supernode import _parse_args_run_supernode
+
+    deployment = make_deployment(profile="rpi-zero-2w-headless")
+    for node in deployment.nodes:
+        parsed = _parse_args_run_supernode().parse_args(supernode_argv(deployment, node)[1:])
+        assert parse_config_args([parsed.node_config])["profile"] == "rpi-zero-2w-headless"
+    with pytest.raises(FedloraError, match="'my-pi' is not a built-in device profile"):
+        plan_deployment(deployment.tls, deployment.nodes, profile="my-pi")
 
 
 def test_register_uses_the_arguments_flwr_supernode_register_takes(make_deployment):

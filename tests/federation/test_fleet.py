@@ -60,7 +60,7 @@ def test_fleet_assignment_is_proportional_and_deterministic():
     assert sorted(devices) == ["esp32s3"] * 4 + ["nrf52840"] * 4 + ["rpi4"] * 2
     assert devices == fleet_assignment("nrf52840:40,esp32s3:40,rpi4:20", 10, 0)
     assert devices != fleet_assignment("nrf52840:40,esp32s3:40,rpi4:20", 10, 1)
-    assert set(fleet_assignment("mixed", 5, 0)) == {"nrf52840", "esp32s3", "rpi-zero-2w", "rpi4", "rpi5"}
+    assert set(fleet_assignment("mixed", 5, 0)) == {"nrf52840", "esp32s3", "rpi-zero-2w-headless", "rpi4", "rpi5"}
 
 
 @pytest.mark.parametrize("spec, message", [("nope:1", "nope"), ("rpi4:-1", "positive weight"), ("", "names no device")])
