@@ -1,7 +1,10 @@
 """Run fedlora as a plain Flower app with ``flwr run``, and fail when the run fails.
 
 ``flwr run`` submits the app to a SuperLink and exits 0 even when the run later fails, so
-this driver waits for the run and checks its final status. The app folder it submits is
+this driver waits for the run and checks its final status: Flower's, then fedlora's own
+from the run's log, since Flower calls a run that went on without lost clients
+(``degraded``) ``finished:completed``. Exit status: 0 completed, 1 failed, 2 refused,
+3 degraded, 4 fedlora's outcome missing from the log. The app folder it submits is
 generated from the installed fedlora (:mod:`fedlora.flower_app`), unless ``--app`` names
 one. It keeps Flower's state out of the user's home (``FLWR_HOME`` defaults to
 ``./.flwr-home``) and turns off runtime dependency installation, which would try to
@@ -19,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -30,6 +34,14 @@ from fedlora.flower_app import write_flower_app
 
 TERMINAL = "finished:"
 SUCCESS = "finished:completed"
+#: exit status when Flower's run completed but fedlora's went on without lost clients
+#: (as `fedlora simulate`'s), and when fedlora's outcome could not be read from the log
+DEGRADED_EXIT, UNCONFIRMED_EXIT = 3, 4
+#: the ServerApp's last line (server/federation.py) and its lost clients' lines
+_OUTCOME = re.compile(r"run \S+ finished: (completed|degraded|failed)")
+_LOST = re.compile(r"Node \d+ \(.*?\) is lost in .*")
+#: seconds to wait for the ServerApp's last log lines to reach the SuperLink
+LOG_PATIENCE = 30.0
 
 
 def _environment() -> dict[str, str]:
@@ -51,6 +63,19 @@ def _flwr(env: dict[str, str], *args: str, cwd: Path) -> dict:
         return json.loads(done.stdout)
     except json.JSONDecodeError:
         raise SystemExit(f"error: `flwr {' '.join(args)}` failed:\n{done.stdout}{done.stderr}") from None
+
+
+def _fedlora_outcome(env: dict[str, str], run_id: str, superlink: str | None, app: Path) -> tuple[str | None, list[str]]:
+    """fedlora's status of the run (completed, degraded) and its lost clients, from the
+    ServerApp's log as the SuperLink keeps it; None when the last line never arrives."""
+    flwr = shutil.which("flwr", path=env["PATH"])
+    deadline = time.monotonic() + LOG_PATIENCE
+    while True:
+        done = subprocess.run([flwr, "log", run_id, *([superlink] if superlink else []), "--show"], cwd=app, env=env, capture_output=True, text=True)
+        found = _OUTCOME.search(done.stdout)
+        if found or time.monotonic() > deadline:
+            return (found.group(1) if found else None), [line.group(0) for line in _LOST.finditer(done.stdout)]
+        time.sleep(1)
 
 
 def run(app: Path, nodes: int, run_config: list[str], superlink: str | None, timeout: float) -> int:
@@ -75,13 +100,25 @@ def run(app: Path, nodes: int, run_config: list[str], superlink: str | None, tim
             if status.startswith(TERMINAL):
                 break
             time.sleep(2)
+        if status == SUCCESS:
+            outcome, lost = _fedlora_outcome(env, run_id, superlink, app)
     finally:
         if started_local:
             database = Path(env["FLWR_HOME"]) / "local-superlink" / "state.db"
             subprocess.run(["pkill", "-f", f"flower-superlink.*{database}"], check=False)
     if status == SUCCESS:
-        print(f"run {run_id} {status}")
-        return 0
+        # Flower's "completed" says the ServerApp returned; fedlora's own status says
+        # whether it went on without clients (degraded), which only its log tells
+        if outcome == "completed":
+            print(f"run {run_id} {status}")
+            return 0
+        if outcome == "degraded":
+            print(f"error: run {run_id} is degraded: it went on without lost clients", file=sys.stderr)
+            for line in lost:
+                print(f"  {line}", file=sys.stderr)
+            return DEGRADED_EXIT
+        print(f"error: run {run_id} ended as {status}, but fedlora's outcome is not in `flwr log {run_id}`; check the run's summary.json", file=sys.stderr)
+        return UNCONFIRMED_EXIT
     print(f"error: run {run_id} ended as {status or 'unfinished (timed out)'} {details}".rstrip(), file=sys.stderr)
     print(f"see `FLWR_HOME={env['FLWR_HOME']} flwr log {run_id}` and the SuperLink log in {env['FLWR_HOME']}/local-superlink/", file=sys.stderr)
     return 1
