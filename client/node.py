@@ -42,6 +42,14 @@ FEDLORA_CLIENT_APP = "fedlora.client.app:app"
 def main(argv: Sequence[str] | None = None) -> None:
     """Start the SuperNode (Flower's ``flower-supernode`` arguments) with fedlora's
     ClientApp in this process."""
+    from fedlora.errors import FedloraError
+    from fedlora.extras import require
+
+    try:
+        for module in ("flwr", "torch"):
+            require(module)
+    except FedloraError as error:
+        _fail(str(error))
     from flwr.supercore import log
 
     argv = list(sys.argv[1:] if argv is None else argv)

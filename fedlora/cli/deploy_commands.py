@@ -42,11 +42,15 @@ def commands(
     ] = None,
 ) -> None:
     """Print the SuperLink, flwr and SuperNode command lines, the config.toml entry and a systemd unit per node."""
+    from fedlora.client.profiles import builtin_profiles
     from fedlora.deploy.certificates import TlsFiles
+    from fedlora.errors import FedloraError
     from fedlora.deploy.commands import render
     from fedlora.deploy.node_keys import read_node_keys
     from fedlora.deploy.plan import plan_deployment
 
+    if profile is not None and profile not in builtin_profiles():  # a device reads only what fedlora installs
+        raise FedloraError(f"--profile {profile!r} is not a built-in device profile; choose one of {', '.join(builtin_profiles())}")
     deployment = plan_deployment(
         TlsFiles.existing(tls),
         read_node_keys(keys),

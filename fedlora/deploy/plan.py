@@ -34,6 +34,7 @@ from fedlora.errors import FedloraError
 _PLAIN_PATH = re.compile(r"^/[A-Za-z0-9._+/-]*$")
 _USER = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 _CONNECTION = re.compile(r"^[A-Za-z0-9_-]+$")
+_PROFILE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 # systemd looks commands up in this PATH; the venv comes first so `flower-superexec` is found
 SYSTEM_PATH = "/usr/local/bin:/usr/bin:/bin"
 
@@ -150,11 +151,8 @@ def plan_deployment(
         )
     if not _CONNECTION.match(connection):
         raise FedloraError(f"--connection {connection!r}: use letters, digits, '-' and '_' only")
-    if profile is not None:
-        from fedlora.client.profiles import builtin_profiles
-
-        if profile not in builtin_profiles():  # a device reads only what it has installed
-            raise FedloraError(f"--profile {profile!r} is not a built-in device profile; choose one of {', '.join(builtin_profiles())}")
+    if profile is not None and not _PROFILE.match(profile):  # it goes into a quoted node config
+        raise FedloraError(f"--profile {profile!r}: name a built-in device profile, e.g. rpi-zero-2w-headless")
     if not _USER.match(device_user):
         raise FedloraError(f"--device-user {device_user!r} is not a valid Linux user name (e.g. fedlora)")
     folder = _device_path(device_dir, "--device-dir")

@@ -136,3 +136,10 @@ def test_deploy_app_writes_an_app_of_the_installed_fedlora(monkeypatch, capsys, 
 def test_deploy_app_refuses_bad_config(monkeypatch, capsys, tmp_path, item, message):
     status, _, err = fedlora(monkeypatch, capsys, "deploy", "app", "--out", tmp_path / "app", "-c", item)
     assert status == 2 and message in err and not (tmp_path / "app").exists()
+
+
+def test_an_unknown_device_profile_is_refused_with_the_known_ones(monkeypatch, capsys, tmp_path):
+    fedlora(monkeypatch, capsys, "deploy", "ca", "--out", tmp_path / "tls")
+    fedlora(monkeypatch, capsys, "deploy", "node-keys", "--out", tmp_path / "keys", "--nodes", "1")
+    status, _, err = fedlora(monkeypatch, capsys, "deploy", "commands", "--tls", tmp_path / "tls", "--keys", tmp_path / "keys", "--profile", "my-pi")
+    assert status == 2 and "'my-pi' is not a built-in device profile" in err and "rpi-zero-2w-headless" in err

@@ -95,3 +95,6 @@ def test_a_command_that_needs_a_missing_extra_names_it():
     assert "Traceback" not in done.stderr
     helped = subprocess.run([sys.executable, "-c", BLOCK_TORCH, "--help"], capture_output=True, text=True)
     assert helped.returncode == 0 and "simulate" in helped.stdout
+    node = BLOCK_TORCH.replace("from fedlora.cli.app import main", "from fedlora.client.node import main")
+    done = subprocess.run([sys.executable, "-c", node, "--insecure", "--node-config", "partition-id=0"], capture_output=True, text=True)
+    assert done.returncode == 2 and "pip install 'fedlora[client]'" in done.stderr and "Traceback" not in done.stderr
