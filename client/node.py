@@ -42,6 +42,10 @@ FEDLORA_CLIENT_APP = "fedlora.client.app:app"
 def main(argv: Sequence[str] | None = None) -> None:
     """Start the SuperNode (Flower's ``flower-supernode`` arguments) with fedlora's
     ClientApp in this process."""
+    # No network at run time beyond the SuperLink: Flower's SuperNode would ask PyPI for a
+    # newer flwr and send telemetry unless told not to (a user's own setting wins).
+    os.environ.setdefault("FLWR_DISABLE_UPDATE_CHECK", "1")
+    os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
     from fedlora.errors import FedloraError
     from fedlora.extras import require
 
@@ -53,12 +57,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     from flwr.supercore import log
 
     argv = list(sys.argv[1:] if argv is None else argv)
-    # No network at run time beyond the SuperLink: Flower's SuperNode would ask PyPI for a
-    # newer flwr and send telemetry unless told not to (a user's own setting wins).
-    os.environ.setdefault("FLWR_DISABLE_UPDATE_CHECK", "1")
-    os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
     runtime = _runtime_api(argv)
-    # Before anything else imports torch: keep torch._dynamo out (client/light_torch.py).
+    # torch._dynamo stays out of this process (client/light_torch.py): about 75 MiB
     from fedlora.client.light_torch import skip_dynamo_import
 
     skip_dynamo_import()
@@ -156,7 +156,10 @@ class TaskLoop:
                 self.stopped.wait(5 * self.poll_seconds)
                 continue
             if response.HasField("task") and response.token:
-                self.run_task(response.token)
+                try:
+                    self.run_task(response.token)
+                except Exception as error:  # this thread is the node's only worker: it goes on
+                    log(ERROR, "fedlora-node: a task failed outside the ClientApp", exc_info=error)
                 release_freed_memory()
             else:
                 self.stopped.wait(self.poll_seconds)
