@@ -22,7 +22,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from fedlora.links import LINK_KINDS, Link
+from fedlora.links import LINK_KINDS, Link, link_problem
 from fedlora.errors import FedloraError
 
 BUILTIN_FILE = Path(__file__).with_name("profiles.toml")
@@ -161,20 +161,9 @@ def link_from_table(name: str, table: dict[str, Any], where: str) -> Link:
         if key in table:
             values[key] = _number(table[key], f"{where}: {key}", int)
     link = Link(name=name, **values)
-    if link.rate_bps <= 0:
-        raise FedloraError(f"{where}: rate_bps must be > 0, got {link.rate_bps}")
-    if not 0 < link.duty_cycle <= 1:
-        raise FedloraError(f"{where}: duty_cycle must be in (0, 1], got {link.duty_cycle}")
-    if min(link.setup_s, link.max_payload_bytes, link.frame_overhead_bytes, link.update_limit_bytes, link.daily_airtime_s) < 0:
-        raise FedloraError(f"{where}: setup_s, byte limits and daily_airtime_s must be ≥ 0")
-    if link.is_lora:
-        if not 6 <= link.spreading_factor <= 12 or link.bandwidth_hz <= 0 or not 1 <= link.coding_rate <= 4:
-            raise FedloraError(
-                f"{where}: a lorawan link needs spreading_factor 6-12, bandwidth_hz > 0 and coding_rate 1-4 (4/5-4/8); "
-                f"got {link.spreading_factor}, {link.bandwidth_hz}, {link.coding_rate}"
-            )
-        if link.max_payload_bytes <= 0:
-            raise FedloraError(f"{where}: a lorawan link needs max_payload_bytes (222 at EU868 SF7)")
+    problem = link_problem(link)
+    if problem is not None:
+        raise FedloraError(f"{where}: {problem}")
     return link
 
 

@@ -84,6 +84,36 @@ class Link:
         return (self.preamble_symbols + 4.25) * symbol + payload_symbols * symbol
 
 
+def link_problem(link: Link) -> str | None:
+    """What makes ``link`` unusable (a zero rate would divide airtime by zero), or None.
+    Checked where a link enters: a profile file, and a node's handshake."""
+    numbers = {f: getattr(link, f) for f in ("rate_bps", "setup_s", "duty_cycle", "daily_airtime_s", "bandwidth_hz")}
+    counts = {f: getattr(link, f) for f in ("max_payload_bytes", "frame_overhead_bytes", "update_limit_bytes", "spreading_factor", "coding_rate", "preamble_symbols")}
+    if link.kind not in LINK_KINDS:
+        return f"kind={link.kind!r}; choose one of {', '.join(LINK_KINDS)}"
+    for field, value in {**numbers, **counts}.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            return f"{field} must be a finite number, got {value!r}"
+    for field, value in counts.items():
+        if not float(value).is_integer():
+            return f"{field} must be a whole number, got {value!r}"
+    if link.rate_bps <= 0:
+        return f"rate_bps must be > 0, got {link.rate_bps}"
+    if not 0 < link.duty_cycle <= 1:
+        return f"duty_cycle must be in (0, 1], got {link.duty_cycle}"
+    if min(link.setup_s, link.max_payload_bytes, link.frame_overhead_bytes, link.update_limit_bytes, link.daily_airtime_s) < 0:
+        return "setup_s, byte limits and daily_airtime_s must be ≥ 0"
+    if link.is_lora:
+        if not 6 <= link.spreading_factor <= 12 or link.bandwidth_hz <= 0 or not 1 <= link.coding_rate <= 4:
+            return (
+                "a lorawan link needs spreading_factor 6-12, bandwidth_hz > 0 and coding_rate 1-4 (4/5-4/8); "
+                f"got {link.spreading_factor}, {link.bandwidth_hz}, {link.coding_rate}"
+            )
+        if link.max_payload_bytes <= 0:
+            return "a lorawan link needs max_payload_bytes (222 at EU868 SF7)"
+    return None
+
+
 @dataclass(frozen=True)
 class Airtime:
     """What sending ``bytes`` over ``link`` costs, and whether the link allows it.

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 from flwr.app import ArrayRecord, ConfigRecord, MetricRecord, RecordDict
 
-from fedlora.links import Link
+from fedlora.links import Link, link_problem
 from fedlora.records import from_record, to_record
 
 # record names
@@ -140,6 +140,9 @@ def parse_description(content: RecordDict) -> NodeDescription:
             link = Link(**dict(content.config_records[LINK]))
         except TypeError as exc:
             raise MalformedMessage(f"its uplink description is malformed ({exc})") from exc
+        problem = link_problem(link)
+        if problem is not None:
+            raise MalformedMessage(f"its uplink description is unusable: {problem}")
     return NodeDescription(
         partition=_whole(plan, "partition", minimum=0),
         name=_text(plan, "name"),

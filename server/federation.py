@@ -109,20 +109,33 @@ def wait_for_nodes(grid: Grid, expected: int, timeout: float = REGISTRATION_TIME
 
 
 def handshake(
-    grid: Grid, nodes: list[int], recorder: RunRecorder, settings: FederationSettings, participation: Participation, base_id: str | None
+    grid: Grid,
+    nodes: list[int],
+    recorder: RunRecorder,
+    settings: FederationSettings,
+    participation: Participation,
+    base_id: str | None,
+    state: GlobalState,
 ) -> dict[int, NodePlan]:
     """Ask every node who it is, what it will train and over which link. A node whose device
-    fits no plan is excluded; one that fails, answers wrongly or not at all is lost — each by
-    name and reason, never silently — and the run fails when too few are left."""
+    fits no plan is excluded; one that fails, answers wrongly or not at all, claims a
+    partition another node claimed first, or names layers the model does not have is lost —
+    each by name and reason, never silently — and the run fails when too few are left."""
     participation.expected = len(nodes)  # every node that connected was meant to take part
     messages = [Message(protocol.query_content(base_id), dst_node_id=node, message_type=MessageType.QUERY) for node in nodes]
     bytes_down = sum(message_bytes(m) for m in messages)
     replies = list(grid.send_and_receive(messages))
     method, task = get_method(settings.method), task_of(settings)
-    plans = {}
-    for reply in replies:
-        verdict = validate_description(reply, method, settings.rank)
+    plans: dict[int, NodePlan] = {}
+    claimed: dict[int, int] = {}  # partition -> the node that claimed it first
+    for reply in sorted(replies, key=lambda reply: reply.metadata.src_node_id):  # first: by node id, whatever the arrival order
+        verdict = validate_description(reply, method, settings.rank, settings.clients)
         if isinstance(verdict, NodePlan):
+            conflict = _conflict(verdict, claimed, state)
+            if conflict is not None:
+                participation.lose(verdict.node_id, verdict.name, "handshake", conflict)
+                continue
+            claimed[verdict.partition] = verdict.node_id
             plans[verdict.node_id] = verdict
             if verdict.state == protocol.STATE_FRESH_OTHER_KEPT:
                 log(WARNING, "Node %s (%s) starts fresh: the state it holds is of another federation or base, kept and unused", verdict.node_id, verdict.name)
@@ -157,6 +170,17 @@ def handshake(
     return plans
 
 
+def _conflict(plan: NodePlan, claimed: dict[int, int], state: GlobalState) -> str | None:
+    """Why a well-formed plan cannot take part next to the others, or None."""
+    if plan.partition in claimed:
+        return f"partition {plan.partition} is claimed by node {claimed[plan.partition]} already"
+    try:  # what it would be sent: its rank on the layers it names
+        state.tensors_for(plan.rank, plan.targets)
+    except Exception as error:  # noqa: BLE001 — any reason this plan cannot be served
+        return f"the server cannot serve its plan (rank {plan.rank}, layers {plan.targets or 'default'}): {error}"
+    return None
+
+
 def _named(task, reason: str) -> str:
     """The client a failure names by its partition (clients say who they are when they fail)."""
     partition = protocol.failed_partition(reason)
@@ -179,7 +203,7 @@ def run_federation(grid: Grid, settings: FederationSettings, on_record: Callable
     participation = Participation(settings.clients, settings.min_clients)
     try:
         nodes = wait_for_nodes(grid, settings.clients)
-        plans = handshake(grid, nodes, recorder, settings, participation, None if base is None else base.bundle.id)
+        plans = handshake(grid, nodes, recorder, settings, participation, None if base is None else base.bundle.id, state)
         strategy = AdapterFederation(
             settings,
             state,

@@ -12,6 +12,7 @@ strategy logs every rejection with the node id, the client's name and the reason
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -80,6 +81,21 @@ def validate_train_reply(message: Message, shapes: Shapes, wire: WireFormat) -> 
     return Accepted(node_id, update, metrics)
 
 
+def _impossible(description: protocol.NodeDescription, rank: int, clients: int) -> str | None:
+    if description.partition >= clients:
+        return f"it claims partition {description.partition}, outside the run's 0..{clients - 1}"
+    if description.refused is not None:
+        return None  # nothing about training is set
+    if description.rank > rank:
+        return f"it would train rank {description.rank}, above the run's rank {rank}"
+    if description.targets is not None:
+        try:
+            re.compile(description.targets)
+        except re.error as error:
+            return f"its layer targets {description.targets!r} are not a regular expression ({error})"
+    return None
+
+
 def validate_evaluate_reply(message: Message) -> Accepted | Rejected:
     node_id = message.metadata.src_node_id
     if message.has_error():
@@ -91,11 +107,14 @@ def validate_evaluate_reply(message: Message) -> Accepted | Rejected:
     return Accepted(node_id, {}, metrics)
 
 
-def validate_description(message: Message, method: Method, rank: int) -> NodePlan | Rejected:
+def validate_description(message: Message, method: Method, rank: int, clients: int) -> NodePlan | Rejected:
     """A node's answer to the handshake. A node is refused when it failed or its answer is
-    malformed (a failure), or when its device fits no plan or would train another rank or
-    other layers than a method that needs one rank for all (``rank``) allows (an
-    exclusion: ``device_refused``)."""
+    malformed or impossible — a partition outside the run's ``clients``, a rank above the
+    run's ``rank`` (a device may lower it, never raise it), layer targets that are no
+    regular expression — (a failure), or when its device fits no plan or would train
+    another rank or other layers than a method that needs one rank for all allows (an
+    exclusion: ``device_refused``). Whether the targets name layers of the model, and
+    whether two nodes claim one partition, the handshake checks with the whole run in view."""
     node_id = message.metadata.src_node_id
     if message.has_error():
         return Rejected(node_id, _failure(message))
@@ -103,6 +122,9 @@ def validate_description(message: Message, method: Method, rank: int) -> NodePla
         description = protocol.parse_description(message.content)
     except MalformedMessage as error:
         return Rejected(node_id, str(error), client=protocol.described_name(message.content))
+    impossible = _impossible(description, rank, clients)
+    if impossible is not None:
+        return Rejected(node_id, impossible, client=description.name)
     reason = description.refused
     if reason is None and not method.heterogeneous_rank and (description.rank != rank or description.targets is not None):
         reason = (

@@ -66,3 +66,12 @@ def private_local_superlink(monkeypatch):
     of its own."""
     monkeypatch.setenv("FLWR_LOCAL_SUPERLINK_HTTP_API_PORT", str(free_port()))
     monkeypatch.setenv("FLWR_LOCAL_CONTROL_API_PORT", str(free_port()))
+
+
+@pytest.fixture
+def in_a_server_run(monkeypatch):
+    """What a ServerApp's run sets before a strategy or the handshake builds messages."""
+    from flwr.supercore.task_identity import TaskIdentity
+
+    for attribute in ("_run_id", "_node_id", "_task_id"):
+        monkeypatch.setattr(TaskIdentity, attribute, 1)

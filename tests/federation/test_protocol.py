@@ -1,6 +1,8 @@
 """The message protocol: every builder's output reads back through its parser, and the
 parsers refuse malformed content with a reason (the server's validation builds on them)."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 from flwr.app import ConfigRecord, Error, Message, MetricRecord, RecordDict
@@ -65,6 +67,12 @@ def _description(**plan):
     return RecordDict({protocol.PLAN: ConfigRecord({k: v for k, v in fields.items() if v is not None})})
 
 
+def _link_description(**link):
+    content = protocol.description_content(NodeDescription(0, "c", 2, 3, profile="p", targets="fc2$"))
+    content[protocol.LINK] = ConfigRecord({**dataclasses.asdict(BLE), **link})
+    return content
+
+
 @pytest.mark.parametrize(
     "content, reason",
     [
@@ -98,7 +106,7 @@ def _reply(content=None, error=None, node=42):
 
 def test_the_handshake_accepts_a_plan_the_method_can_use():
     description = NodeDescription(partition=2, name="c", rank=2, examples=3, profile="nrf52840", targets="fc2$", plan="p", link=BLE)
-    verdict = validate_description(_reply(protocol.description_content(description)), METHODS["flexlora"], rank=4)
+    verdict = validate_description(_reply(protocol.description_content(description)), METHODS["flexlora"], rank=4, clients=10)
     assert verdict == NodePlan(42, 2, "c", 2, "fc2$", "nrf52840", BLE)
 
 
@@ -110,16 +118,21 @@ def test_the_handshake_accepts_a_plan_the_method_can_use():
         (_reply(protocol.description_content(NodeDescription(0, "c", 4, 3, profile="p", refused="too small"))), "flexlora", "too small"),
         (_reply(protocol.description_content(NodeDescription(0, "c", 2, 3))), "fedit", "needs rank 4 on every client"),
         (_reply(protocol.description_content(NodeDescription(0, "c", 4, 3, profile="p", targets="x"))), "ffa", "needs rank 4"),
+        (_reply(_description(partition=10)), "fedit", "partition 10, outside the run's 0..9"),
+        (_reply(protocol.description_content(NodeDescription(0, "c", 100000, 3, profile="p", targets="fc2$"))), "flexlora", "rank 100000, above"),
+        (_reply(protocol.description_content(NodeDescription(0, "c", 2, 3, profile="p", targets="("))), "flexlora", "not a regular expression"),
+        (_reply(_link_description(rate_bps=0)), "flexlora", "rate_bps must be > 0"),
+        (_reply(_link_description(rate_bps=float("inf"))), "flexlora", "rate_bps must be a finite number"),
     ],
-    ids=["client error", "malformed", "refused", "other rank", "other layers"],
+    ids=["client error", "malformed", "refused", "other rank", "other layers", "partition out of range", "rank too high", "bad regex", "zero rate", "infinite rate"],
 )
 def test_the_handshake_refuses_with_the_node_and_reason(reply, method, reason):
-    verdict = validate_description(reply, METHODS[method], rank=4)
+    verdict = validate_description(reply, METHODS[method], rank=4, clients=10)
     assert isinstance(verdict, Rejected) and verdict.node_id == 42 and reason in verdict.reason
 
 
 def test_a_refused_node_is_named_when_it_said_its_name():
-    verdict = validate_description(_reply(_description(name="stdlib:json", rank=0)), METHODS["fedit"], rank=4)
+    verdict = validate_description(_reply(_description(name="stdlib:json", rank=0)), METHODS["fedit"], rank=4, clients=10)
     assert isinstance(verdict, Rejected) and verdict.client == "stdlib:json"
 
 

@@ -1,6 +1,7 @@
 """The strategy on constructed replies: aggregation does not depend on the order replies arrive in."""
 
 import numpy as np
+import pytest
 from flwr.app import Message
 
 from fedlora import protocol
@@ -40,12 +41,7 @@ def aggregate(tmp_path, order):
     return state.products  # float64, before any rounding
 
 
-def test_the_aggregate_is_the_same_whatever_order_replies_arrive_in(tmp_path, monkeypatch):
-    from flwr.supercore.task_identity import TaskIdentity
-
-    # what a ServerApp's run sets before its strategy builds messages
-    monkeypatch.setattr(TaskIdentity, "_run_id", 1)
-    monkeypatch.setattr(TaskIdentity, "_node_id", 1)
-    monkeypatch.setattr(TaskIdentity, "_task_id", 1)
+@pytest.mark.usefixtures("in_a_server_run")
+def test_the_aggregate_is_the_same_whatever_order_replies_arrive_in(tmp_path):
     first, second = aggregate(tmp_path, NODES), aggregate(tmp_path, NODES[::-1])
     assert first.keys() == second.keys() and all(np.array_equal(first[k], second[k]) for k in first)
