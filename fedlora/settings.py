@@ -10,6 +10,7 @@ it (:mod:`fedlora.cli.settings_options`).
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,6 +41,7 @@ class FederationSettings:
     wire: str = _setting("fp32", "How updates travel: fp32, fp16 or int8 (per-row scales, error feedback).")
     personal: bool = _setting(False, "Each client also keeps a personal adapter that never leaves it.")
     min_clients: float = _setting(1.0, "Fraction of the clients able to take part (all but those whose device fits no plan) that must answer and stay; below it the run fails, naming every lost client and why (1.0: any lost client fails the run).")
+    norm_bound: float = _setting(3.0, "Scale down any update whose L2 norm exceeds this many times the median norm of the last 3 rounds' updates, so no client can dominate the aggregate (0: off).", minimum=0)
     fleet: str = _setting("", "Give each client a device profile and train the plan that fits it: mcu, pi, mixed, or e.g. nrf52840:40,esp32s3:40,rpi4:20 (needs --method flexlora; '' = no devices).")
     # the adapters and local training
     rank: int = _setting(4, "Adapter rank.", minimum=1)
@@ -71,6 +73,8 @@ class FederationSettings:
         for name, value in positive.items():
             if value < 1:
                 raise FedloraError(f"--{name} must be ≥ 1, got {value}")
+        if not math.isfinite(self.norm_bound) or self.norm_bound < 0:
+            raise FedloraError(f"--norm-bound must be a finite number ≥ 0 (0: off), got {self.norm_bound}")
         if not 0 < self.fraction <= 1:
             raise FedloraError(f"--fraction must be in (0, 1], got {self.fraction}")
         if not 0 < self.min_clients <= 1:

@@ -221,7 +221,8 @@ def run_federation(grid: Grid, settings: FederationSettings, on_record: Callable
         recorder.write_summary({**summary, "status": "failed", "error": str(error)})
         raise
     summary = summarize(settings, task, base, recorder, participation, time.perf_counter() - started)
-    save_file({k: np.ascontiguousarray(v) for k, v in state.tensors.items()}, layout.global_state)
+    # the strategy's state: a refused round (server/global_state.apply_if_finite) puts back a copy
+    save_file({k: np.ascontiguousarray(v) for k, v in strategy.state.tensors.items()}, layout.global_state)
     recorder.write_summary(summary)
     log(INFO, "run %s finished: %s", settings.name, summary["status"])
     return summary

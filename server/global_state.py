@@ -14,6 +14,8 @@ Both report the per-layer aggregation error against Σ p_k·ΔW_k where it is de
 
 from __future__ import annotations
 
+import copy
+
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -122,3 +124,17 @@ class ProductGlobal:
     @property
     def tensors(self) -> Tensors:
         return {delta_key(layer): product.astype(np.float32) for layer, product in self.products.items()}
+
+
+def apply_if_finite(state: GlobalState, results: list[ClientResult]) -> tuple[GlobalState, dict[str, float] | None, str | None]:
+    """``state`` after the round — or, when its result would not be finite, the state as it
+    was — with the aggregation error, and the reason the round was refused (None if not)."""
+    if not results:
+        return state, None, None
+    before = copy.deepcopy(state)
+    errors = state.apply(results)
+    broken = sorted(key for key, value in state.tensors.items() if not np.isfinite(value).all())
+    if not broken:
+        return state, errors, None
+    shown = ", ".join(broken[:3]) + (" …" if len(broken) > 3 else "")
+    return before, None, f"the aggregate is not finite in {shown}: the round is refused, the global state kept"

@@ -8,7 +8,10 @@ One mechanism for every method; the method's own rule is the ``state`` hook
 2. sends each one the global tensors for its rank in the run's wire format, and — on
    first contact only — the base bundle, which the client verifies and caches;
 3. validates every reply at the boundary, logs and drops bad ones;
-4. applies the method's rule, measures the aggregation error, and records the round:
+4. bounds each update's influence (:mod:`fedlora.server.influence`: weight capped at the
+   client's partition size, norm clipped relative to recent updates);
+5. applies the method's rule — unless the result would not be finite, when the round is
+   refused and the state kept — measures the aggregation error, and records the round:
    metrics, the bytes of every message as serialized by Flower, and wall time.
 
 After the last round every client evaluates the final global model (``evaluate``).
@@ -24,7 +27,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from logging import INFO
+from logging import INFO, WARNING
 
 import numpy as np
 from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, MetricRecord
@@ -34,8 +37,10 @@ from flwr.serverapp.strategy import Strategy
 
 from fedlora import protocol
 from fedlora.links import airtime
+from fedlora.participant import task_of
 from fedlora.records import message_bytes, to_record
-from fedlora.server.global_state import ClientResult, GlobalState
+from fedlora.server.global_state import ClientResult, GlobalState, apply_if_finite
+from fedlora.server.influence import InfluenceBounds
 from fedlora.server.participation import Participation
 from fedlora.server.results import RunRecorder, spread
 from fedlora.server.validation import Accepted, NodePlan, Rejected, validate_evaluate_reply, validate_train_reply
@@ -84,6 +89,8 @@ class AdapterFederation(Strategy):
         # nodes that hold the base: they said so in the handshake, or confirmed receiving it
         self.delivered: set[int] = {node for node, plan in plans.items() if plan.holds_base}
         self._dispatches: dict[tuple[int, str], Dispatch] = {}
+        self.influence = InfluenceBounds(settings.norm_bound)
+        self._partition_sizes: dict[int, int] = {}
 
     # -- sending ---------------------------------------------------------------------
 
@@ -229,8 +236,17 @@ class AdapterFederation(Strategy):
         results = [
             ClientResult(dispatch.sent[a.node_id], a.update, a.weight, self.plans[a.node_id].rank, self.plans[a.node_id].targets) for a in accepted
         ]
-        errors = self.state.apply(results) if results else None
+        results, bounded = self.influence.apply(
+            results, [self.plans[a.node_id].name for a in accepted], [self._partition_size(self.plans[a.node_id].partition) for a in accepted]
+        )
+        for note in bounded:
+            log(WARNING, "round %s: %s's %s bounded: %s", server_round, note["client"], note["bound"], {k: v for k, v in note.items() if k not in ("client", "bound")})
+        self.state, errors, refused = apply_if_finite(self.state, results)
+        if refused is not None:
+            log(WARNING, "round %s: %s", server_round, refused)
         entry = self._entry(dispatch, server_round, "train", replies, accepted, rejected)
+        entry["bounded"] = bounded
+        entry["refused"] = refused
         total = sum(a.weight for a in accepted)
         entry["train_loss"] = sum(a.metrics.loss * a.weight for a in accepted) / total if total else None
         entry["aggregation_error"] = None if errors is None else {"mean": float(np.mean(list(errors.values()))), "layers": errors}
@@ -240,6 +256,12 @@ class AdapterFederation(Strategy):
         self.participation.check()
         metrics = MetricRecord({"loss": entry["train_loss"] or 0.0, "personal": (entry["personal"] or {"mean": 0.0})["mean"]})
         return None, metrics  # the state stays in self.state (see the module's docstring)
+
+    def _partition_size(self, partition: int) -> int:
+        """Training examples of a partition, as the server's copy of the task has them."""
+        if partition not in self._partition_sizes:
+            self._partition_sizes[partition] = len(task_of(self.settings).client(partition).train)
+        return self._partition_sizes[partition]
 
     def aggregate_evaluate(self, server_round: int, replies: Iterable[Message]) -> MetricRecord | None:
         dispatch = self._dispatches.pop((server_round, MessageType.EVALUATE), None)
