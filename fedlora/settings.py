@@ -17,6 +17,9 @@ from typing import Any
 from fedlora.errors import FedloraError
 from fedlora.wire import check_format
 
+#: how a round's updates can be combined (server/robust.py implements them)
+ROBUST_RULES = ("mean", "median", "trimmed", "krum")
+
 
 def _setting(default: Any, help: str, minimum: float | None = None) -> Any:
     """A field with its help text (shown by the CLI) and, for numbers, the smallest value
@@ -41,6 +44,7 @@ class FederationSettings:
     wire: str = _setting("fp32", "How updates travel: fp32, fp16 or int8 (per-row scales, error feedback).")
     personal: bool = _setting(False, "Each client also keeps a personal adapter that never leaves it.")
     min_clients: float = _setting(1.0, "Fraction of the clients able to take part (all but those whose device fits no plan) that must answer and stay; below it the run fails, naming every lost client and why (1.0: any lost client fails the run).")
+    robust: str = _setting("mean", "How a round's updates are combined: mean (weighted, FedAvg), or a robust rule: median, trimmed (drops 20% at each end) or krum.")
     norm_bound: float = _setting(3.0, "Scale down any update whose L2 norm exceeds this many times the median norm of the last 3 rounds' updates, so no client can dominate the aggregate (0: off).", minimum=0)
     fleet: str = _setting("", "Give each client a device profile and train the plan that fits it: mcu, pi, mixed, or e.g. nrf52840:40,esp32s3:40,rpi4:20 (needs --method flexlora; '' = no devices).")
     # the adapters and local training
@@ -73,6 +77,8 @@ class FederationSettings:
         for name, value in positive.items():
             if value < 1:
                 raise FedloraError(f"--{name} must be ≥ 1, got {value}")
+        if self.robust not in ROBUST_RULES:
+            raise FedloraError(f"--robust {self.robust!r}: choose one of {', '.join(ROBUST_RULES)}")
         if not math.isfinite(self.norm_bound) or self.norm_bound < 0:
             raise FedloraError(f"--norm-bound must be a finite number ≥ 0 (0: off), got {self.norm_bound}")
         if not 0 < self.fraction <= 1:

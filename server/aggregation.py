@@ -32,26 +32,40 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from fedlora.adapters.keys import A, B, R, is_adapter_key, split_key
+from fedlora.server.robust import combine, krum_choice
 
 Tensors = dict[str, np.ndarray]
 
 
+def _combined(key: str, contributions: Sequence[Mapping[str, np.ndarray]], weights: Sequence[float], rule: str, chosen: int | None) -> np.ndarray | None:
+    """The clients' contributions to ``key`` combined by ``rule`` (None if none sent it);
+    ``chosen`` is Krum's client, whose contribution stands for all where it sent one."""
+    senders = [(contribution[key], weight) for contribution, weight in zip(contributions, weights) if key in contribution]
+    if not senders:
+        return None
+    if rule == "mean":
+        total = sum(weight for _, weight in senders)
+        return sum(weight * value.astype(np.float64) for value, weight in senders) / total
+    if rule == "krum":
+        if key in contributions[chosen]:
+            return contributions[chosen][key].astype(np.float64)
+        rule = "median"  # a layer Krum's client did not adapt: the median of those that did
+    return combine([value for value, _ in senders], [weight for _, weight in senders], rule)
+
+
 def weighted_mean_update(
-    global_tensors: Mapping[str, np.ndarray], updates: Sequence[Mapping[str, np.ndarray]], weights: Sequence[float]
+    global_tensors: Mapping[str, np.ndarray], updates: Sequence[Mapping[str, np.ndarray]], weights: Sequence[float], rule: str = "mean"
 ) -> Tensors:
-    """``global + Σ_k p_k·Δ_k`` per tensor, p normalised over the clients that sent it.
+    """``global + Σ_k p_k·Δ_k`` per tensor, p normalised over the clients that sent it —
+    or, with a robust ``rule`` (:mod:`.robust`), the global plus the rule's combination.
 
     A tensor no client sent keeps its value (clients may adapt only some layers).
     """
+    chosen = krum_choice(updates) if rule == "krum" else None
     result = {}
     for key, value in global_tensors.items():
-        senders = [(update[key], weight) for update, weight in zip(updates, weights) if key in update]
-        if not senders:
-            result[key] = value.copy()
-            continue
-        total = sum(weight for _, weight in senders)
-        step = sum(weight * delta.astype(np.float64) for delta, weight in senders) / total
-        result[key] = (value.astype(np.float64) + step).astype(np.float32)
+        step = _combined(key, updates, weights, rule, chosen)
+        result[key] = value.copy() if step is None else (value.astype(np.float64) + step).astype(np.float32)
     return result
 
 
@@ -71,15 +85,12 @@ def layer_products(tensors: Mapping[str, np.ndarray], scaling: float) -> dict[st
     return products
 
 
-def weighted_products(products: Sequence[Mapping[str, np.ndarray]], weights: Sequence[float]) -> dict[str, np.ndarray]:
-    """Σ_k p_k·ΔW_k per layer, p normalised over the clients that adapted the layer."""
+def weighted_products(products: Sequence[Mapping[str, np.ndarray]], weights: Sequence[float], rule: str = "mean") -> dict[str, np.ndarray]:
+    """Σ_k p_k·ΔW_k per layer, p normalised over the clients that adapted the layer — or,
+    with a robust ``rule`` (:mod:`.robust`), the rule's combination of the ΔW_k."""
+    chosen = krum_choice(products) if rule == "krum" else None
     layers = {layer for client in products for layer in client}
-    result = {}
-    for layer in sorted(layers):
-        senders = [(client[layer], weight) for client, weight in zip(products, weights) if layer in client]
-        total = sum(weight for _, weight in senders)
-        result[layer] = sum(weight * product for product, weight in senders) / total
-    return result
+    return {layer: _combined(layer, products, weights, rule, chosen) for layer in sorted(layers)}
 
 
 def relative_errors(aggregated: Mapping[str, np.ndarray], target: Mapping[str, np.ndarray]) -> dict[str, float]:

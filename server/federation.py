@@ -82,7 +82,7 @@ def global_state(settings: FederationSettings, base: CompressResult | None) -> G
     task = task_of(settings)
     if method.dense:  # full-model FedAvg starts from the pretrained dense model
         dense, _ = pretrained_model(task, PretrainConfig(steps=settings.pretrain_steps), settings.seed, cache_root(settings.cache_dir or None))
-        return LinearGlobal(method, _numpy(dense.state_dict()), {}, 1.0)
+        return LinearGlobal(method, _numpy(dense.state_dict()), {}, 1.0, settings.robust)
 
     @lru_cache(maxsize=None)
     def adapter_tensors(rank: int, targets: str | None = None) -> dict[str, np.ndarray]:
@@ -90,11 +90,11 @@ def global_state(settings: FederationSettings, base: CompressResult | None) -> G
 
     scaling = settings.alpha / settings.rank
     if method.rule == "product":
-        return ProductGlobal(lambda rank, targets: {k: v for k, v in adapter_tensors(rank, targets).items() if method.travels(k)}, scaling)
+        return ProductGlobal(lambda rank, targets: {k: v for k, v in adapter_tensors(rank, targets).items() if method.travels(k)}, scaling, settings.robust)
     tensors = adapter_tensors(settings.rank)
     travelling = {k: v for k, v in tensors.items() if method.travels(k)}
     frozen = {k: v for k, v in tensors.items() if not method.travels(k)}
-    return LinearGlobal(method, travelling, frozen, scaling)
+    return LinearGlobal(method, travelling, frozen, scaling, settings.robust)
 
 
 def wait_for_nodes(grid: Grid, expected: int, timeout: float = REGISTRATION_TIMEOUT) -> list[int]:

@@ -60,18 +60,19 @@ class GlobalState(Protocol):
 
 
 class LinearGlobal:
-    def __init__(self, method: Method, initial: Tensors, frozen: Tensors, scaling: float):
+    def __init__(self, method: Method, initial: Tensors, frozen: Tensors, scaling: float, rule: str = "mean"):
         self.method = method
         self.tensors = {key: value.astype(np.float32) for key, value in initial.items()}
         self.frozen = frozen  # adapter tensors that never change: lora-fa's A, core's A and B
         self.scaling = scaling
+        self.rule = rule  # the weighted mean, or a robust rule (server/robust.py)
 
     def tensors_for(self, rank: int, targets: str | None = None) -> Tensors:
         return self.tensors  # one rank and one set of layers for every client
 
     def apply(self, results: list[ClientResult]) -> dict[str, float] | None:
         weights = [result.weight for result in results]
-        self.tensors = weighted_mean_update(self.tensors, [result.update for result in results], weights)
+        self.tensors = weighted_mean_update(self.tensors, [result.update for result in results], weights, self.rule)
         if self.method.exact is None:
             return None  # fedsa keeps B on the clients; the baselines have no low-rank update
         target = weighted_products([layer_products({**self.frozen, **r.trained()}, self.scaling) for r in results], weights)
@@ -88,9 +89,10 @@ class ProductGlobal:
     by every client that asks for it and by the aggregation error of :meth:`apply`.
     """
 
-    def __init__(self, initial_at_rank: Callable[[int, str | None], Tensors], scaling: float):
+    def __init__(self, initial_at_rank: Callable[[int, str | None], Tensors], scaling: float, rule: str = "mean"):
         self.initial_at_rank = initial_at_rank  # (rank, adapter targets) -> the seeded adapters
         self.scaling = scaling
+        self.rule = rule  # the weighted mean, or a robust rule (server/robust.py)
         self.products: dict[str, np.ndarray] = {}
         self._received: dict[tuple[int, str | None], Tensors] = {}
 
@@ -111,7 +113,7 @@ class ProductGlobal:
 
     def apply(self, results: list[ClientResult]) -> dict[str, float]:
         weights = [result.weight for result in results]
-        self.products.update(weighted_products([layer_products(r.trained(), self.scaling) for r in results], weights))
+        self.products.update(weighted_products([layer_products(r.trained(), self.scaling) for r in results], weights, self.rule))
         self._received.clear()
         # The aggregate itself is exact; what a client receives loses what its rank cannot hold.
         errors: dict[str, list[tuple[float, float]]] = {}

@@ -11,15 +11,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from flwr.app import RecordDict
 
-from fedlora import protocol
-from fedlora.records import from_record, to_record
 from fedlora.errors import FedloraError
 from fedlora.methods import METHODS
 from fedlora.server.global_state import ClientResult, LinearGlobal, apply_if_finite
 from fedlora.server.influence import InfluenceBounds, update_norm
 from fedlora.simulations.simulate import simulate
+
+from poisoning import ATTACKERS, poisoning_mod
 
 
 def result(scale: float, weight: float = 10.0) -> ClientResult:
@@ -69,26 +68,6 @@ def test_a_round_whose_aggregate_would_overflow_is_refused_and_the_state_kept():
 
 
 # -- a poisoned federation ------------------------------------------------------------
-
-ATTACKERS = {1: 1000.0, 6: 3e38}  # partition: what its update is multiplied by, or set to
-
-
-def poisoning_mod(message, context, call_next):
-    """Attacker clients multiply (or replace) their update and claim 10¹² examples."""
-    reply = call_next(message, context)
-    partition = context.node_config["partition-id"]
-    if partition not in ATTACKERS or message.metadata.message_type != "train" or reply.has_error():
-        return reply
-    update = from_record(reply.content.array_records[protocol.UPDATE])
-    factor = ATTACKERS[partition]
-    poisoned = {k: (np.full_like(v, factor) if factor > 1e30 else v * factor).astype(v.dtype) for k, v in update.items()}
-    metrics = dict(reply.content.metric_records[protocol.METRICS])
-    metrics[protocol.NUM_EXAMPLES] = 10**12
-    content = RecordDict({protocol.UPDATE: to_record(poisoned)})
-    content[protocol.METRICS] = type(reply.content.metric_records[protocol.METRICS])(metrics)
-    reply.content = content
-    return reply
-
 
 @pytest.fixture(scope="module")
 def runs(small_settings, small_base, tmp_path_factory):
