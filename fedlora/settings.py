@@ -17,6 +17,8 @@ from typing import Any
 from fedlora.errors import FedloraError
 from fedlora.wire import check_format
 
+#: examples in one local step, at most: beyond it a step's activations outgrow any machine
+MAX_BATCH_SIZE = 65_536
 #: how a round's updates can be combined (server/robust.py implements them)
 ROBUST_RULES = ("mean", "median", "trimmed", "krum")
 
@@ -68,6 +70,7 @@ class FederationSettings:
     def __post_init__(self) -> None:
         # Imported here, not at the top, so that reading the fields (the CLI's help) does
         # not import torch: the method table and the optimizers live next to torch code.
+        from fedlora.adapters.keys import layer_pattern
         from fedlora.methods import get_method
         from fedlora.train import OPTIMIZERS
 
@@ -87,8 +90,15 @@ class FederationSettings:
             raise FedloraError(f"--min-clients must be a fraction in (0, 1], got {self.min_clients}")
         if self.local_steps < 0:
             raise FedloraError(f"--local-steps must be ≥ 0, got {self.local_steps}")
-        if self.lr <= 0:
-            raise FedloraError(f"--lr must be > 0, got {self.lr}")
+        for name, value in {"lr": self.lr, "alpha": self.alpha}.items():
+            if not math.isfinite(value) or value <= 0:
+                raise FedloraError(f"--{name} must be a finite number > 0, got {value}")
+        if not math.isfinite(self.param_ratio) or not 0 < self.param_ratio <= 1:
+            raise FedloraError(f"--param-ratio must be in (0, 1] (a base no larger than the dense model), got {self.param_ratio}")
+        if self.batch_size > MAX_BATCH_SIZE:
+            raise FedloraError(f"--batch-size {self.batch_size} is more than a local step can hold; use at most {MAX_BATCH_SIZE:,}")
+        if self.targets:
+            layer_pattern(self.targets)
         if self.optimizer not in OPTIMIZERS:
             raise FedloraError(f"--optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
         if self.personal and method.dense:

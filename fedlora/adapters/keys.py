@@ -12,7 +12,10 @@ The flexlora server keeps one aggregated update per layer, named ``<layer>.delta
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+
+from fedlora.errors import FedloraError
 
 #: every adapter tensor's own name starts with this, so adapter state is a name filter
 ADAPTER_PREFIX = "lora_"
@@ -67,3 +70,12 @@ def layer_of_delta(key: str) -> str:
     if not key.endswith(_DELTA):
         raise ValueError(f"{key!r} is not an aggregated update name (<layer>.delta)")
     return key.removesuffix(_DELTA)
+
+
+def layer_pattern(targets: str, option: str = "--targets") -> re.Pattern:
+    """The regular expression that picks adapted layers by name (``re.search``), or a
+    FedloraError naming ``option`` when ``targets`` is none."""
+    try:
+        return re.compile(targets)
+    except re.error as error:
+        raise FedloraError(f"{option} {targets!r} is not a regular expression ({error}); e.g. 'ffn\\.fc2$'") from None

@@ -7,13 +7,11 @@ optionally narrowed to one adapter. Names, never positions, identify tensors.
 
 from __future__ import annotations
 
-import re
-
 import torch
 from torch import nn
 
 from fedlora.adapters.config import AdapterConfig
-from fedlora.adapters.keys import is_adapter_key
+from fedlora.adapters.keys import is_adapter_key, layer_pattern
 from fedlora.adapters.layer import AdaptedLinear
 from fedlora.errors import FedloraError
 from fedlora.factorize import FactorizedLinear, replace_module
@@ -32,7 +30,7 @@ def attach_adapters(model: nn.Module, config: AdapterConfig, adapter: str = GLOB
     Returns the adapted layer names in model order. Afterwards only adapter parameters
     require gradients.
     """
-    pattern = re.compile(config.targets) if config.targets else None
+    pattern = layer_pattern(config.targets) if config.targets else None
     layers = {
         name: module
         for name, module in model.named_modules()

@@ -32,7 +32,7 @@ def export(
     seed: options.Seed = 0,
 ) -> None:
     """Merge a client's adapters into the base, quantize with calibration, and write the device formats."""
-    from fedlora.cli.common import require_training
+    from fedlora.cli.common import existing_folder, require_training, writable_folder
 
     # --base-only with a client: the base, calibrated and scored on that client's data.
     choices = sum(x is not None for x in (client, partition))
@@ -40,12 +40,15 @@ def export(
         raise FedloraError("choose what to export: --client NAME, --partition N, or --base-only")
     if choices > 1:
         raise FedloraError("give --client or --partition, not both")
+    existing_folder(run, "--run")
+    if state_dir is not None:
+        existing_folder(state_dir, "--state-dir")
     require_training("safetensors", "flatbuffers")
     from fedlora.export.personalized import ExportOptions, export_run
 
     who = client if client is not None else (f"partition-{partition}" if partition is not None else None)
     label = "base" if base_only and who is None else (f"base-{who}" if base_only else who)
-    out = out if out is not None else run / "export" / safe_name(label)
+    out = writable_folder(out if out is not None else run / "export" / safe_name(label), "--out")
     export_options = ExportOptions(
         out=out, calibration=calibration, calibration_samples=calibration_samples, rounding=rounding,
         sign_key_pem=read_key(sign_key, "--sign-key"), reference=reference, name=name, seed=seed,

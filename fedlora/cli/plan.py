@@ -99,6 +99,7 @@ def plan(
     if profile is None:
         raise FedloraError("give --profile (a built-in name, FILE.toml or FILE.toml#NAME, or 'name=...'); --list shows the built-in ones")
     from fedlora.adapters import AdapterConfig
+    from fedlora.adapters.keys import layer_pattern
     from fedlora.bundle import read_base_bundle
     from fedlora.cli.common import load_task
     from fedlora.client.device_plan import base_ranks, task_planner
@@ -110,6 +111,8 @@ def plan(
 
     device = load_profile(profile)  # validate the cheap inputs before loading the task
     check_format(wire)
+    if targets:
+        layer_pattern(targets)
     the_method = get_method(method)
     variant = the_method.variant
     if variant is None:

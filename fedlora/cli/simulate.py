@@ -3,17 +3,32 @@
 from __future__ import annotations
 
 from enum import Enum
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from fedlora.cli.settings_options import settings_options
+from fedlora.errors import FedloraError
 from fedlora.settings import FederationSettings
 from fedlora.terminal import console, err_console
 
 
 #: exit status of an invocation with a degraded run (2 is an error)
 DEGRADED_EXIT = 3
+
+
+def _check_no_shadowing_package() -> None:
+    """Ray starts the simulated clients with the current folder first on their path: a
+    ``fedlora/`` folder here that is not the installed fedlora would be imported instead."""
+    import fedlora
+
+    here = Path.cwd() / "fedlora"
+    if here.is_dir() and here.resolve() != Path(fedlora.__file__).resolve().parent:
+        raise FedloraError(
+            f"this folder holds a fedlora/ folder ({here}) that is not the installed fedlora, and the simulated clients "
+            "would import it instead; run fedlora simulate from another folder"
+        )
 
 
 class Baseline(str, Enum):
@@ -32,8 +47,12 @@ def simulate(
     Exits 0 when every run completed with all its clients, 3 when a run went on without
     clients it lost (allowed by --min-clients below 1; the summary lists them), 2 on errors.
     """
-    from fedlora.cli.common import require_training
+    from fedlora.cli.common import require_training, writable_folder
 
+    _check_no_shadowing_package()
+    writable_folder(Path(settings.out), "--out")
+    if settings.cache_dir:
+        writable_folder(Path(settings.cache_dir), "--cache-dir")
     require_training("flwr", "ray", "matplotlib", "safetensors")
     if settings.fleet:
         from fedlora.client.fleet import parse_fleet

@@ -46,6 +46,15 @@ def test_every_command_has_help(command):
         (["compress", "--rank", "4", "--energy", "0.9"], "at most one of --rank, --energy and --param-ratio"),
         (["compress", "--targets", "nothing"], "matches no nn.Linear layer"),
         (["bench", "compress", "--ratios", "half"], "--ratios must be numbers"),
+        (["simulate", "--lr", "nan"], "--lr must be a finite number > 0, got nan"),
+        (["simulate", "--alpha", "nan"], "--alpha must be a finite number > 0, got nan"),
+        (["simulate", "--targets", "("], r"--targets '\(' is not a regular expression"),
+        (["plan", "--profile", "rpi4", "--targets", "("], r"--targets '\(' is not a regular expression"),
+        (["simulate", "--param-ratio", "5"], r"--param-ratio must be in \(0, 1\]"),
+        (["simulate", "--batch-size", "100000000"], "use at most 65,536"),
+        (["simulate", "--norm-bound", "nan"], "--norm-bound must be a finite number"),
+        (["simulate", "--robust", "mode"], "--robust 'mode': choose one of mean, median, trimmed, krum"),
+        (["export", "--run", "/nonexistent/run", "--base-only"], r"--run /nonexistent/run is not a folder \(it does not exist\)"),
     ],
 )
 def test_bad_input_is_refused_with_a_clear_message(monkeypatch, capsys, tmp_path, args, message):
@@ -60,3 +69,25 @@ def test_bad_input_is_refused_with_a_clear_message(monkeypatch, capsys, tmp_path
 def test_bad_option_values_are_refused_by_the_parser():
     result = runner.invoke(app, ["simulate", "--rank", "0"])
     assert result.exit_code == 2 and "0 is not in the range x>=1" in result.output
+
+
+def test_an_output_path_that_is_a_file_or_cannot_be_made_is_refused_before_any_work(monkeypatch, capsys, tmp_path):
+    monkeypatch.setenv("FEDLORA_CACHE", str(tmp_path / "cache"))
+    a_file = tmp_path / "a-file"
+    a_file.write_text("")
+    for option, value, message in [
+        ("--out", a_file, "is a file; give a folder"),
+        ("--out", a_file / "below", "cannot be created"),
+        ("--cache-dir", a_file, "is a file; give a folder"),
+    ]:
+        extra = [] if option == "--out" else ["--out", str(tmp_path / "out")]
+        status, output = invoke(monkeypatch, capsys, "simulate", option, str(value), *extra)
+        assert status == 2 and message in " ".join(output.split()) and "Traceback" not in output, output
+    assert not (tmp_path / "cache").exists(), "nothing was built before the paths were checked"
+
+
+def test_a_fedlora_folder_in_the_working_folder_is_refused_not_imported_by_the_clients(monkeypatch, capsys, tmp_path):
+    (tmp_path / "fedlora").mkdir()
+    monkeypatch.chdir(tmp_path)
+    status, output = invoke(monkeypatch, capsys, "simulate", "--clients", "2")
+    assert status == 2 and "holds a fedlora/ folder" in " ".join(output.split()) and "run fedlora simulate from another folder" in " ".join(output.split())
