@@ -217,9 +217,18 @@ def load_device_bundle(
         raise DeviceBundleError(f"{where} is not a device bundle: it has no {MANIFEST}")
     manifest_bytes = (directory / MANIFEST).read_bytes()
     signature = _check_signature(directory, manifest_bytes, public_key_pem)
-    manifest = _parse_manifest(manifest_bytes, where)
-    files = _read_files(directory, manifest, where)
-    return _Loader(where, manifest, files, signature).build()
+    try:
+        manifest = _parse_manifest(manifest_bytes, where)
+        files = _read_files(directory, manifest, where)
+        return _Loader(where, manifest, files, signature).build()
+    except DeviceBundleError:
+        raise
+    except _MALFORMED as exc:  # a shape the checks above did not foresee: still the bundle's fault
+        raise DeviceBundleError(f"{where}: {MANIFEST} or a file it lists is malformed ({type(exc).__name__}: {exc}); {_FIX}") from exc
+
+
+#: what parsing a hostile manifest can raise besides the checks' own errors
+_MALFORMED = (ValueError, TypeError, KeyError, IndexError, AttributeError, OverflowError, RecursionError, MemoryError)
 
 
 def _check_signature(directory: Path, manifest_bytes: bytes, public_key_pem: bytes | None) -> str:

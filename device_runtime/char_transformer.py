@@ -37,7 +37,7 @@ import numpy as np
 
 from . import ops
 from .chain import FullyConnectedChain
-from .models import RuntimeModel, check_keys, positive_int
+from .models import MAX_LAYERS, MAX_SIZE, RuntimeModel, check_keys, positive_int
 
 __all__ = ["CharTransformerConfig", "CharTransformerRuntime"]
 
@@ -61,7 +61,7 @@ class CharTransformerRuntime(RuntimeModel):
     def parse_config(cls, architecture: Mapping[str, Any]) -> CharTransformerConfig:
         fields = ("vocab_size", "context", "d_model", "n_layers", "n_heads", "d_ff")
         check_keys(architecture, {*fields, "layer_norm_eps"})
-        values = {key: positive_int(architecture, key) for key in fields}
+        values = {key: positive_int(architecture, key, MAX_LAYERS if key == "n_layers" else MAX_SIZE) for key in fields}
         eps = architecture["layer_norm_eps"]
         if not isinstance(eps, (int, float)) or isinstance(eps, bool) or not 0 < eps < 1:
             raise ValueError(f"architecture 'layer_norm_eps' must be a number in (0, 1), got {eps!r}")

@@ -78,6 +78,8 @@ def parse_manifest(manifest_bytes: bytes, expected_format: str) -> dict[str, Any
         manifest = json.loads(manifest_bytes.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ManifestError(f"{MANIFEST} is not valid JSON ({exc})") from exc
+    except RecursionError:
+        raise ManifestError(f"{MANIFEST} nests JSON too deeply") from None
     if not isinstance(manifest, dict):
         raise WrongFormat(type(manifest).__name__, expected_format)
     if manifest.get("format") != expected_format:

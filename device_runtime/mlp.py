@@ -24,7 +24,7 @@ import numpy as np
 
 from .chain import FullyConnectedChain
 from .linear import Int8Linear
-from .models import RuntimeModel, check_keys, positive_int
+from .models import MAX_LAYERS, MAX_SIZE, RuntimeModel, check_keys, positive_int
 
 __all__ = ["MLPConfig", "MLPRuntime"]
 
@@ -58,6 +58,8 @@ class MLPRuntime(RuntimeModel):
         if not (isinstance(hidden, list) and hidden and all(
                 isinstance(w, int) and not isinstance(w, bool) and w >= 1 for w in hidden)):
             raise ValueError(f"architecture 'hidden' must be a non-empty list of positive integers, got {hidden!r}")
+        if len(hidden) > MAX_LAYERS or max(hidden) > MAX_SIZE:
+            raise ValueError(f"architecture 'hidden' may have at most {MAX_LAYERS} layers of at most {MAX_SIZE} units")
         return MLPConfig(positive_int(architecture, "in_features"), tuple(hidden),
                          positive_int(architecture, "num_classes"))
 

@@ -108,11 +108,20 @@ class RuntimeModel(ABC):
         return totals
 
 
-def positive_int(architecture: Mapping[str, Any], key: str) -> int:
-    """``architecture[key]`` as a positive int, or ``ValueError`` naming the key."""
+#: the largest width, depth or vocabulary a bundle may declare: checked before anything is
+#: built, so a hostile manifest cannot make the loader allocate (the models fedlora exports
+#: are far smaller; a larger one would not fit a device anyway)
+MAX_SIZE = 1 << 16
+MAX_LAYERS = 256
+
+
+def positive_int(architecture: Mapping[str, Any], key: str, maximum: int = MAX_SIZE) -> int:
+    """``architecture[key]`` as an int in 1..``maximum``, or ``ValueError`` naming the key."""
     value = architecture.get(key)
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise ValueError(f"architecture {key!r} must be a positive integer, got {value!r}")
+    if value > maximum:
+        raise ValueError(f"architecture {key!r} is {value}, and a device bundle may declare at most {maximum}")
     return value
 
 

@@ -18,6 +18,7 @@ copy of the bytes.
 from __future__ import annotations
 
 import json
+import math
 import struct
 from collections.abc import Mapping
 
@@ -40,6 +41,8 @@ _NAME_OF = {dtype: name for name, dtype in DTYPES.items()}
 METADATA = "__metadata__"
 #: a header larger than this is refused before it is read (the reference library's limit)
 MAX_HEADER_BYTES = 100_000_000
+#: dimensions a tensor may have (numpy allows 64; no fedlora tensor has more than 4)
+MAX_DIMENSIONS = 8
 
 
 class SafetensorsFormatError(ValueError):
@@ -92,6 +95,8 @@ def read_safetensors(data: bytes) -> tuple[dict[str, np.ndarray], dict[str, str]
         header = json.loads(data[8 : 8 + header_len].decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise SafetensorsFormatError(f"header is not UTF-8 JSON ({exc})") from exc
+    except RecursionError:
+        raise SafetensorsFormatError("header nests JSON too deeply") from None
     if not isinstance(header, dict):
         raise SafetensorsFormatError(f"header must be a JSON object, got {type(header).__name__}")
     metadata = header.pop(METADATA, {}) or {}
@@ -124,12 +129,12 @@ def _entry(name: object, info: object) -> tuple[np.dtype, tuple[int, ...], int, 
     if dtype is None:
         raise SafetensorsFormatError(f"tensor {name!r}: dtype {info['dtype']!r} is not one of {sorted(DTYPES)}")
     shape, offsets = info["shape"], info["data_offsets"]
-    if not (isinstance(shape, list) and all(_is_count(d) for d in shape)):
-        raise SafetensorsFormatError(f"tensor {name!r}: shape {shape!r} must be a list of non-negative integers")
+    if not (isinstance(shape, list) and len(shape) <= MAX_DIMENSIONS and all(_is_count(d) for d in shape)):
+        raise SafetensorsFormatError(f"tensor {name!r}: shape {shape!r} must be a list of at most {MAX_DIMENSIONS} non-negative integers")
     if not (isinstance(offsets, list) and len(offsets) == 2 and all(_is_count(o) for o in offsets)
             and offsets[0] <= offsets[1]):
         raise SafetensorsFormatError(f"tensor {name!r}: data_offsets {offsets!r} must be [begin, end], begin <= end")
-    size = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    size = math.prod(shape) * dtype.itemsize  # Python ints: a hostile shape cannot wrap around
     if offsets[1] - offsets[0] != size:
         raise SafetensorsFormatError(
             f"tensor {name!r}: shape {shape} of {info['dtype']} needs {size} bytes, data_offsets give "
