@@ -2,16 +2,21 @@
 
 The result is cached as safetensors under ``<cache>/pretrained/<key>.safetensors``; the
 key hashes the task's model, the public data itself, the training config and the seed.
+The file's own SHA-256 is pinned next to it (``<key>.sha256``): a cached model that is
+truncated, altered or unreadable is not loaded but pretrained again (pretraining is
+deterministic), with a warning that says so.
 """
 
 from __future__ import annotations
 
+import hashlib
+import logging
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load, save
 from torch import nn
 
 from fedlora.cache import config_hash
@@ -57,13 +62,31 @@ def pretrained_model(
 ) -> tuple[nn.Module, bool]:
     """The pretrained dense model and whether it came from the cache."""
     path = cache / "pretrained" / f"{task.name}-{pretrain_key(task, config, seed)}.safetensors"
+    pin = path.with_suffix(".sha256")
     model = fresh_model(task, seed)
     if path.is_file():
-        model.load_state_dict(load_file(path))
-        return model.eval(), True
+        problem = _load_pinned(model, path, pin)
+        if problem is None:
+            return model.eval(), True
+        logging.getLogger("fedlora").warning("the cached pretrained model %s is %s: pretraining it again", path, problem)
+        model = fresh_model(task, seed)
     train(model, task.public().train, config.train_config(), seed=seed, on_step=on_step)
+    data = save({k: v.contiguous() for k, v in model.state_dict().items()})
     path.parent.mkdir(parents=True, exist_ok=True)
-    staging = path.with_suffix(".partial")
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, staging)
-    staging.replace(path)
+    for target, content in ((pin, hashlib.sha256(data).hexdigest().encode()), (path, data)):  # the pin first: a file never lacks it
+        staging = target.with_suffix(target.suffix + ".partial")
+        staging.write_bytes(content)
+        staging.replace(target)
     return model.eval(), False
+
+
+def _load_pinned(model: nn.Module, path: Path, pin: Path) -> str | None:
+    """Load ``path`` into ``model`` if its SHA-256 is the pinned one; else what is wrong."""
+    data = path.read_bytes()
+    if not pin.is_file() or pin.read_text().strip() != hashlib.sha256(data).hexdigest():
+        return "not the file that was saved (its SHA-256 differs from the pinned one)"
+    try:
+        model.load_state_dict(load(data))
+    except Exception as error:  # noqa: BLE001 — a pinned file that does not load is still damaged
+        return f"unreadable ({type(error).__name__}: {error})"
+    return None
