@@ -60,6 +60,23 @@ class InvocationLayout:
         """Every run that has recorded rounds, in name order."""
         return [RunLayout(path.parent) for path in sorted(self.out.glob(f"*/{ROUNDS}"))]
 
+    def earlier(self) -> list[Path]:
+        """What an earlier invocation left here: its files, its runs' folders and its
+        clients' state — which a new invocation must not read (a client would resume an
+        earlier invocation's residuals and personal adapters)."""
+        files = [path for path in (self.summary, self.plot, self.flower_log) if path.exists()]
+        state = self.out / CLIENT_STATE
+        return files + [run.directory for run in self.runs()] + ([state] if state.exists() else [])
+
+    def clear(self) -> list[Path]:
+        """Remove :meth:`earlier` (fedlora's own files only); returns what was removed."""
+        import shutil
+
+        removed = self.earlier()
+        for path in removed:
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+        return removed
+
 
 @dataclass(frozen=True)
 class RunLayout:

@@ -31,6 +31,22 @@ def _check_no_shadowing_package() -> None:
         )
 
 
+def _start_afresh(out: Path, overwrite: bool) -> None:
+    """No file of an earlier invocation may leak into this one: its clients would resume the
+    earlier residuals and personal adapters, and the same seed would give another result."""
+    from fedlora.run_layout import InvocationLayout
+
+    layout = InvocationLayout(out)
+    earlier = layout.earlier()
+    if not earlier:
+        return
+    if not overwrite and out.resolve() != Path(FederationSettings.out).resolve():
+        shown = ", ".join(path.name for path in earlier[:4]) + (" …" if len(earlier) > 4 else "")
+        raise FedloraError(f"--out {out} holds the results of an earlier invocation ({shown}); give another --out, or --overwrite to replace them")
+    layout.clear()
+    err_console.print(f"replaced the results of an earlier invocation in {out}")
+
+
 class Baseline(str, Enum):
     none = "none"
     full = "full"
@@ -41,6 +57,7 @@ class Baseline(str, Enum):
 def simulate(
     settings: FederationSettings,
     baseline: Annotated[Baseline, typer.Option("--baseline", help="Also run, with the same clients and seed: full-model FedAvg (full) or local-only adapters (local).")] = Baseline.none,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the results of an earlier invocation in --out (the default runs/latest is always replaced).")] = False,
 ) -> None:
     """Federate adapters over the frozen INT8 base on Flower's simulation engine (Ray).
 
@@ -51,6 +68,7 @@ def simulate(
 
     _check_no_shadowing_package()
     writable_folder(Path(settings.out), "--out")
+    _start_afresh(Path(settings.out), overwrite)
     if settings.cache_dir:
         writable_folder(Path(settings.cache_dir), "--cache-dir")
     require_training("flwr", "ray", "matplotlib", "safetensors")

@@ -91,3 +91,30 @@ def test_a_fedlora_folder_in_the_working_folder_is_refused_not_imported_by_the_c
     monkeypatch.chdir(tmp_path)
     status, output = invoke(monkeypatch, capsys, "simulate", "--clients", "2")
     assert status == 2 and "holds a fedlora/ folder" in " ".join(output.split()) and "run fedlora simulate from another folder" in " ".join(output.split())
+
+
+def _earlier_invocation(out):
+    (out / "fedit").mkdir(parents=True)
+    (out / "fedit" / "rounds.jsonl").write_text("{}\n")
+    (out / "summary.json").write_text("{}")
+    (out / "client-state" / "fedit" / "fed-abc").mkdir(parents=True)
+    (out / "client-state" / "fedit" / "fed-abc" / "c.safetensors").write_bytes(b"x")
+    (out / "mine.txt").write_text("not fedlora's")
+
+
+def test_an_earlier_invocation_in_out_is_refused_and_left_alone(monkeypatch, capsys, tmp_path):
+    out = tmp_path / "out"
+    _earlier_invocation(out)
+    status, output = invoke(monkeypatch, capsys, "simulate", "--clients", "2", "--out", str(out))
+    assert status == 2 and "holds the results of an earlier invocation" in " ".join(output.split()) and "--overwrite" in output
+    assert (out / "client-state" / "fedit" / "fed-abc" / "c.safetensors").exists()
+
+
+def test_clearing_an_invocation_removes_fedlora_s_files_only(tmp_path):
+    from fedlora.run_layout import InvocationLayout
+
+    out = tmp_path / "out"
+    _earlier_invocation(out)
+    removed = InvocationLayout(out).clear()
+    assert sorted(path.name for path in removed) == ["client-state", "fedit", "summary.json"]
+    assert sorted(path.name for path in out.iterdir()) == ["mine.txt"] and InvocationLayout(out).earlier() == []
