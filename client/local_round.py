@@ -211,6 +211,18 @@ def evaluate_round(settings: FederationSettings, content: RecordDict, env: Clien
     return protocol.evaluate_reply_content(metrics)
 
 
+def _holds_intact(env: ClientEnvironment, base_id: str | None) -> bool:
+    """Whether this node's own cache holds the base, verified file by file: a damaged copy
+    counts as none, so the server sends the base again and installing it repairs the cache."""
+    if base_id is None or not env.own_cache or not env.received(base_id).is_dir():
+        return False
+    try:
+        read_base_bundle(env.received(base_id), expected_id=base_id)
+    except FedloraError:
+        return False
+    return True
+
+
 def describe(settings: FederationSettings, content: RecordDict, env: ClientEnvironment) -> RecordDict:
     """Answer the server's query: who this client is, whether it holds the run's base and
     state for this federation, its device and uplink, and what it will train — or, when
@@ -224,7 +236,7 @@ def describe(settings: FederationSettings, content: RecordDict, env: ClientEnvir
         state = protocol.STATE_FRESH_OTHER_KEPT if other_states(env.state_dir, key, data.name) else protocol.STATE_FRESH
     description = NodeDescription(
         partition=env.partition_id, name=data.name, rank=settings.rank, examples=len(data.train),
-        holds_base=base_id is not None and env.own_cache and env.received(base_id).is_dir(), state=state,
+        holds_base=_holds_intact(env, base_id), state=state,
     )  # fmt: skip
     if env.profile is None or get_method(settings.method).dense:
         return protocol.description_content(description)
