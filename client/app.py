@@ -14,11 +14,23 @@ from flwr.clientapp import ClientApp
 from flwr.clientapp.typing import Mod
 
 from fedlora import protocol
+from fedlora.client.dropout import drops_out
 from fedlora.client.local_round import ClientEnvironment, describe, evaluate_round, train_round
 from fedlora.errors import FedloraError
 from fedlora.settings import FederationSettings
 
 Handler = Callable[[FederationSettings, RecordDict, ClientEnvironment], RecordDict]
+
+
+def _unless_dropped(handler: Handler) -> Handler:
+    """``handler``, failing first when ``--dropout`` drops this client this round."""
+
+    def run(settings: FederationSettings, content: RecordDict, environment: ClientEnvironment) -> RecordDict:
+        if drops_out(settings, protocol.instruction_round(content), environment.partition_id):
+            raise RuntimeError(f"simulated dropout (--dropout {settings.dropout:g})")
+        return handler(settings, content, environment)
+
+    return run
 
 
 def make_client_app(settings: FederationSettings | None = None, mods: list[Mod] | None = None) -> ClientApp:
@@ -37,7 +49,7 @@ def make_client_app(settings: FederationSettings | None = None, mods: list[Mod] 
 
     @app.train()
     def _train(message: Message, context: Context) -> Message:
-        return reply(train_round, message, context)
+        return reply(_unless_dropped(train_round), message, context)
 
     @app.evaluate()
     def _evaluate(message: Message, context: Context) -> Message:

@@ -213,6 +213,13 @@ def parse_instruction(content: RecordDict) -> Instruction:
     )
 
 
+def instruction_round(content: RecordDict) -> int:
+    """The round an instruction is for, without decoding its arrays."""
+    if CONFIG not in content.config_records:
+        raise MalformedMessage(f"an instruction carries the record {CONFIG!r}, got {sorted(content)}")
+    return _whole(content.config_records[CONFIG], "server-round", minimum=0)
+
+
 # -- replies ----------------------------------------------------------------------------
 
 

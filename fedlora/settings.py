@@ -48,6 +48,10 @@ class FederationSettings:
     min_clients: float = _setting(1.0, "Fraction of the clients able to take part (all but those whose device fits no plan) that must answer and stay; below it the run fails, naming every lost client and why (1.0: any lost client fails the run).")
     robust: str = _setting("mean", "How a round's updates are combined: mean (weighted, FedAvg), or a robust rule: median, trimmed (drops 20% at each end) or krum.")
     norm_bound: float = _setting(3.0, "Scale down any update whose L2 norm exceeds this many times the median norm of the last 3 rounds' updates, so no client can dominate the aggregate (0: off).", minimum=0)
+    max_absences: int = _setting(0, "Rounds in a row a client may miss (an error, a bad or late reply) and still come back; beyond it the client is lost (0: the first miss loses it).", minimum=0)
+    min_replies: float = _setting(0.0, "Fraction of a round's sampled clients whose replies must be accepted for the round to count; below it the round is skipped, the global state kept (0: any accepted reply counts).")
+    round_timeout: float = _setting(3600.0, "Seconds the server waits for the handshake's and each round's replies; a client that has not answered by then missed the round.")
+    dropout: float = _setting(0.0, "Testing the failure policy: each sampled client fails each round with this probability (seeded), as a crashed device would.")
     fleet: str = _setting("", "Give each client a device profile and train the plan that fits it: mcu, pi, mixed, or e.g. nrf52840:40,esp32s3:40,rpi4:20 (needs --method flexlora; '' = no devices).")
     # the adapters and local training
     rank: int = _setting(4, "Adapter rank.", minimum=1)
@@ -84,6 +88,13 @@ class FederationSettings:
             raise FedloraError(f"--robust {self.robust!r}: choose one of {', '.join(ROBUST_RULES)}")
         if not math.isfinite(self.norm_bound) or self.norm_bound < 0:
             raise FedloraError(f"--norm-bound must be a finite number ≥ 0 (0: off), got {self.norm_bound}")
+        for name, value in {"min-replies": self.min_replies, "dropout": self.dropout}.items():
+            if not 0 <= value <= 1:
+                raise FedloraError(f"--{name} must be a fraction in [0, 1], got {value}")
+        if not math.isfinite(self.round_timeout) or self.round_timeout <= 0:
+            raise FedloraError(f"--round-timeout must be a positive number of seconds, got {self.round_timeout}")
+        if self.max_absences < 0:
+            raise FedloraError(f"--max-absences must be ≥ 0, got {self.max_absences}")
         if not 0 < self.fraction <= 1:
             raise FedloraError(f"--fraction must be in (0, 1], got {self.fraction}")
         if not 0 < self.min_clients <= 1:

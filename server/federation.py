@@ -124,7 +124,7 @@ def handshake(
     participation.expected = len(nodes)  # every node that connected was meant to take part
     messages = [Message(protocol.query_content(base_id), dst_node_id=node, message_type=MessageType.QUERY) for node in nodes]
     bytes_down = sum(message_bytes(m) for m in messages)
-    replies = list(grid.send_and_receive(messages))
+    replies = list(grid.send_and_receive(messages, timeout=settings.round_timeout))
     method, task = get_method(settings.method), task_of(settings)
     plans: dict[int, NodePlan] = {}
     claimed: dict[int, int] = {}  # partition -> the node that claimed it first
@@ -144,7 +144,7 @@ def handshake(
         else:
             participation.lose(verdict.node_id, verdict.client or _named(task, verdict.reason), "handshake", verdict.reason)
     for node in sorted(set(nodes) - {reply.metadata.src_node_id for reply in replies}):
-        participation.lose(node, "?", "handshake", "no answer to the handshake")
+        participation.lose(node, "?", "handshake", f"no answer to the handshake within {settings.round_timeout:g} s")
     participation.taking_part.update(plans)
     recorder.record(
         {
@@ -200,7 +200,7 @@ def run_federation(grid: Grid, settings: FederationSettings, on_record: Callable
     layout = InvocationLayout(Path(settings.out)).run(settings.name)
     recorder = RunRecorder(layout, on_record)
     started = time.perf_counter()
-    participation = Participation(settings.clients, settings.min_clients)
+    participation = Participation(settings.clients, settings.min_clients, max_absences=settings.max_absences)
     try:
         nodes = wait_for_nodes(grid, settings.clients)
         plans = handshake(grid, nodes, recorder, settings, participation, None if base is None else base.bundle.id, state)
@@ -215,7 +215,7 @@ def run_federation(grid: Grid, settings: FederationSettings, on_record: Callable
         )
         # The state lives in the strategy (each node gets its own rank's tensors), not in
         # Flower's arrays: Flower's loop is given none.
-        strategy.start(grid=grid, initial_arrays=ArrayRecord(), num_rounds=settings.rounds)
+        strategy.start(grid=grid, initial_arrays=ArrayRecord(), num_rounds=settings.rounds, timeout=settings.round_timeout)
     except FedloraError as error:  # the run fails, but says who was lost and why
         summary = summarize(settings, task, base, recorder, participation, time.perf_counter() - started)
         recorder.write_summary({**summary, "status": "failed", "error": str(error)})
@@ -253,6 +253,8 @@ def summarize(
         "rejected": sum(len(r["rejected"]) for r in train + ([final] if final else [])),
         "excluded": participation.excluded,
         "lost": participation.lost,
+        "absences": participation.absences,
+        "skipped_rounds": [r["round"] for r in train if r.get("refused")],
         "plans": recorder.rounds[0].get("plans", []) if recorder.rounds else [],
         "devices": device_summary(train),
     }

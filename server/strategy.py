@@ -24,6 +24,7 @@ is one :class:`Dispatch`, built when the messages are made and read when the rep
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -65,6 +66,15 @@ class Dispatch:
 
     def shapes(self, node: int) -> Shapes:
         return {key: value.shape for key, value in self.sent.get(node, {}).items()}
+
+
+def _on_behalf_of(reply: Message, addressed: dict[str, int]) -> Message:
+    """A reply as from the node its message went to: when a node is unreachable, the
+    SuperLink answers in its place (``NODE_UNAVAILABLE``) under its own id."""
+    node = addressed.get(reply.metadata.reply_to_message_id)
+    if node is not None and reply.metadata.src_node_id != node:
+        reply.metadata.__dict__["_src_node_id"] = node
+    return reply
 
 
 class AdapterFederation(Strategy):
@@ -141,22 +151,27 @@ class AdapterFederation(Strategy):
         self, dispatch: Dispatch, kind: str, replies: list[Message], validate: Callable[[Message], Accepted | Rejected]
     ) -> tuple[list[Accepted], list[dict]]:
         """Accepted replies, and the rejected ones with their reasons; a client whose reply
-        was refused or never came is lost, and the run fails when too few are left."""
+        was refused or never came missed the round (server/participation.py), and the run
+        fails when too few are left."""
         accepted, rejected = [], []
+        addressed = {m.metadata.message_id: m.metadata.dst_node_id for m in dispatch.messages if m.metadata.message_id}  # ids: set when sent
+        replies = [_on_behalf_of(reply, addressed) for reply in replies]
         for reply in replies:
             node = reply.metadata.src_node_id
             verdict = validate(reply)
             if isinstance(verdict, Rejected):
                 name = self.plans[node].name if node in self.plans else "?"
                 rejected.append({"node": node, "client": name, "reason": verdict.reason})
-                self.participation.lose(node, name, kind, verdict.reason)
+                self.participation.miss(node, name, kind, verdict.reason)
                 continue
             accepted.append(verdict)
+            self.participation.answered(node)
             if node in dispatch.carries_base:
                 self.delivered.add(node)
         for node in sorted(set(dispatch.sent) - {reply.metadata.src_node_id for reply in replies}):
-            rejected.append({"node": node, "client": self.plans[node].name, "reason": "no reply"})
-            self.participation.lose(node, self.plans[node].name, kind, "no reply")
+            reason = f"no reply within {self.settings.round_timeout:g} s"
+            rejected.append({"node": node, "client": self.plans[node].name, "reason": reason})
+            self.participation.miss(node, self.plans[node].name, kind, reason)
         # Replies arrive in the order clients finish; aggregate in partition order so that
         # floating-point sums, and flexlora's SVD of them, repeat exactly for the same seed.
         accepted.sort(key=lambda verdict: self.plans[verdict.node_id].partition)
@@ -241,7 +256,11 @@ class AdapterFederation(Strategy):
         )
         for note in bounded:
             log(WARNING, "round %s: %s's %s bounded: %s", server_round, note["client"], note["bound"], {k: v for k, v in note.items() if k not in ("client", "bound")})
-        self.state, errors, refused = apply_if_finite(self.state, results)
+        needed = math.ceil(self.settings.min_replies * len(dispatch.messages) - 1e-9)
+        if len(results) < needed:  # too few to stand for the round: skipped, not a crash
+            errors, refused = None, f"{len(results)} of {len(dispatch.messages)} replies accepted, and --min-replies {self.settings.min_replies:g} needs {needed}: the round is skipped, the global state kept"
+        else:
+            self.state, errors, refused = apply_if_finite(self.state, results)
         if refused is not None:
             log(WARNING, "round %s: %s", server_round, refused)
         entry = self._entry(dispatch, server_round, "train", replies, accepted, rejected)

@@ -39,7 +39,7 @@ SUCCESS = "finished:completed"
 DEGRADED_EXIT, UNCONFIRMED_EXIT = 3, 4
 #: the ServerApp's last line (server/federation.py) and its lost clients' lines
 _OUTCOME = re.compile(r"run \S+ finished: (completed|degraded|failed)")
-_LOST = re.compile(r"Node \d+ \(.*?\) is lost in .*")
+_LOST = re.compile(r"Node \d+ \(.*?\) is (?:lost in|absent from) .*")
 #: seconds to wait for the ServerApp's last log lines to reach the SuperLink
 LOG_PATIENCE = 30.0
 

@@ -114,8 +114,17 @@ def print_lost(summaries: list[dict[str, Any]], console: Console) -> None:
     for summary in summaries:
         for lost in summary.get("lost", []):
             console.print(f"[bold red]lost[/] {summary['run']}: {lost['client']} in {lost['stage']}: {lost['reason']}", soft_wrap=True)
+        absences, skipped = summary.get("absences", []), summary.get("skipped_rounds", [])
+        for absence in absences:
+            console.print(f"[yellow]absent[/] {summary['run']}: {absence['client']} from {absence['stage']}: {absence['reason']}", soft_wrap=True)
+        if skipped:
+            console.print(f"[bold red]{summary['run']} skipped rounds {', '.join(map(str, skipped))}[/]: too few replies for --min-replies")
         if summary.get("status") == "degraded":
-            console.print(f"[bold red]{summary['run']} is degraded[/]: it went on without {len(summary['lost'])} client(s) (--min-clients {summary['settings']['min-clients']})")
+            console.print(
+                f"[bold red]{summary['run']} is degraded[/]: it went on without {len(summary['lost'])} lost client(s) "
+                f"and {len(absences)} missed round(s) (--min-clients {summary['settings']['min-clients']}, "
+                f"--max-absences {summary['settings'].get('max-absences', 0)})"
+            )
 
 
 def plot(layout: InvocationLayout, metric: str) -> Path:

@@ -11,6 +11,8 @@ Flower's ``flower-supernode`` (a ClientApp process per message).
 1. two rounds with a personal adapter: completes, every node installs the base once;
 2. after node 0 was restarted: the nodes say they hold the base, so it is not sent again,
    and node 0 resumes its personal adapter from its state folder;
+2b. node 0 restarted between rounds of a run (``--max-absences 2``): it misses at most a
+   round, comes back, and trains on from its kept state;
 3. with a fourth node whose node config names a partition the run does not have: the run
    fails, and its summary names the node and why.
 
@@ -28,6 +30,7 @@ import os
 import subprocess
 import sys
 import sysconfig
+import time
 from pathlib import Path
 
 import pytest
@@ -102,15 +105,17 @@ def test_a_secure_deployment_from_the_wheel(make_deployment, wheel_venv, tmp_pat
         log = start(node.name, supernode_argv(deployment, node, program), dict(os.environ, **supernode_environment(deployment, node)))
         wait_for(log, "SuperNode ID:", processes[node.name])
 
-    def submit(out: Path, *config: str) -> subprocess.CompletedProcess:
-        argv = [
+    def submit_argv(out: Path, *config: str) -> list[str]:
+        return [
             str(bin_dir / "python"), "-m", "fedlora.simulations.flwr_run", "--superlink", deployment.connection,
             "--nodes", str(NODES), "--timeout", "900",
             "-c", f"clients={NODES}", "-c", "task='digits'", "-c", "rounds=2", "-c", "fraction=1.0", "-c", "personal=true",
             "-c", "pretrain-steps=100", "-c", "heal-steps=10", "-c", "local-steps=5",
             "-c", f"out='{out}'", "-c", f"cache-dir='{tmp_path / 'server-cache'}'", *config,
         ]  # fmt: skip
-        return subprocess.run(argv, cwd=workdir, env=server_env, capture_output=True, text=True, timeout=1200)
+
+    def submit(out: Path, *config: str) -> subprocess.CompletedProcess:
+        return subprocess.run(submit_argv(out, *config), cwd=workdir, env=server_env, capture_output=True, text=True, timeout=1200)
 
     try:
         superlink_log = start("superlink", superlink_argv(deployment), server_env)
@@ -137,6 +142,32 @@ def test_a_secure_deployment_from_the_wheel(make_deployment, wheel_venv, tmp_pat
         summary = summary_of(tmp_path / "second")
         assert summary["status"] == "completed" and summary["bundle_bytes_total"] == 0, "nodes that hold the base are not sent it again"
         assert all(plan["holds_base"] and plan["state"] == "resumed" for plan in summary["plans"]), summary["plans"]
+
+        # restarted between rounds of a run: with --max-absences it misses at most a round and comes back with its state
+        node0_log = tmp_path / f"{nodes[0].name}.log"
+        replies_before = node0_log.read_text().count("Sent successfully")
+        running = subprocess.Popen(
+            submit_argv(tmp_path / "restarted", "-c", "rounds=4", "-c", "max-absences=2"),
+            cwd=workdir, env=server_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        try:
+            deadline = time.monotonic() + 600
+            while node0_log.read_text().count("Sent successfully") < replies_before + 2:  # the handshake's and round 1's
+                assert running.poll() is None and time.monotonic() < deadline, node0_log.read_text()[-3000:]
+                time.sleep(0.2)
+            restarted_at = time.time()
+            stop(processes.pop(nodes[0].name))
+            start_node(nodes[0])
+            out, err = running.communicate(timeout=1200)
+        finally:
+            if running.poll() is None:
+                running.kill()
+        assert running.returncode in (0, 3), out + err  # completed, or degraded by the missed round
+        summary = summary_of(tmp_path / "restarted")
+        assert not summary["lost"] and summary["final"]["accepted"] == NODES, (summary["lost"], summary["absences"])
+        assert len(summary["absences"]) <= 2 and all(a["client"] == summary["plans"][0]["client"] for a in summary["absences"])
+        (state,) = [path for path in Path(device.state_dir(nodes[0])).glob("*/*.safetensors") if path.stat().st_mtime > restarted_at]
+        assert state.is_file(), "the restarted node trained again from its kept state"
 
         # a fourth node, misconfigured: the strict default policy fails the run and says why
         config = supernode_argv(deployment, stranger)

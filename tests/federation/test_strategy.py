@@ -45,3 +45,16 @@ def aggregate(tmp_path, order):
 def test_the_aggregate_is_the_same_whatever_order_replies_arrive_in(tmp_path):
     first, second = aggregate(tmp_path, NODES), aggregate(tmp_path, NODES[::-1])
     assert first.keys() == second.keys() and all(np.array_equal(first[k], second[k]) for k in first)
+
+
+def test_a_reply_the_superlink_sends_for_an_unreachable_node_counts_for_that_node():
+    from flwr.app import Error
+
+    from fedlora.server.strategy import _on_behalf_of
+
+    from conftest import make_message
+
+    request = make_message(protocol.query_content(), "train", dst_node_id=1)  # the SuperLink answers as node 1
+    unavailable = Message(Error(code=5, reason="Node Unavailable"), reply_to=request)
+    assert unavailable.metadata.src_node_id == 1
+    assert _on_behalf_of(unavailable, {request.metadata.message_id: 42}).metadata.src_node_id == 42
