@@ -2,17 +2,19 @@
 
 import numpy as np
 import pytest
-from flwr.app import Message
+from flwr.app import Error, Message
 
 from fedlora import protocol
 from fedlora.run_layout import RunLayout
 from fedlora.server.global_state import ProductGlobal
 from fedlora.server.participation import Participation
 from fedlora.server.results import RunRecorder
-from fedlora.server.strategy import AdapterFederation
+from fedlora.server.strategy import AdapterFederation, _on_behalf_of
 from fedlora.server.validation import NodePlan
 from fedlora.settings import FederationSettings
 from fedlora.wire import encode
+
+from conftest import make_message
 
 A, B = "l.adapters.global.lora_A", "l.adapters.global.lora_B"
 NODES = [11, 22, 33, 44, 55, 66, 77, 88]
@@ -48,12 +50,6 @@ def test_the_aggregate_is_the_same_whatever_order_replies_arrive_in(tmp_path):
 
 
 def test_a_reply_the_superlink_sends_for_an_unreachable_node_counts_for_that_node():
-    from flwr.app import Error
-
-    from fedlora.server.strategy import _on_behalf_of
-
-    from conftest import make_message
-
     request = make_message(protocol.query_content(), "train", dst_node_id=1)  # the SuperLink answers as node 1
     unavailable = Message(Error(code=5, reason="Node Unavailable"), reply_to=request)
     assert unavailable.metadata.src_node_id == 1
