@@ -12,7 +12,7 @@ import typer
 from rich.markup import escape
 
 from fedlora import __version__
-from fedlora.cli import bench, compress, deploy, export, info, plan, pretrain, run, simulate
+from fedlora.cli import bench, compress, deploy, export, info, keys, plan, pretrain, run, simulate
 from fedlora.errors import FedloraError
 from fedlora.terminal import err_console
 
@@ -48,6 +48,7 @@ app.command("info")(info.info)
 app.command("plan")(plan.plan)
 app.add_typer(bench.app, name="bench")
 app.add_typer(deploy.app, name="deploy")
+app.add_typer(keys.app, name="keys")
 
 
 def main() -> None:

@@ -15,10 +15,12 @@ import numpy as np
 import typer
 from rich.table import Table
 
-from fedlora.terminal import console
+from fedlora.terminal import console, err_console
 from fedlora.errors import FedloraError
 
 BUNDLE_HELP = "Device bundle folder written by `fedlora export` (the one holding manifest.json)."
+#: exit status of a run whose bundle's signature was not verified (2 is an error)
+UNVERIFIED_EXIT = 4
 
 
 def read_key(path: Path | None, option: str) -> bytes | None:
@@ -88,8 +90,14 @@ def run(
     inputs: Annotated[Optional[Path], typer.Option("--inputs", help="A .npy file of inputs: token ids (N, T) for textlm, features (N, F) for the MLP tasks (default: the bundle's test data).")] = None,
     targets: Annotated[Optional[Path], typer.Option("--targets", help="A .npy file of the targets of --inputs, to score them.")] = None,
     predictions: Annotated[Optional[Path], typer.Option("--predictions", help="Write the top-1 predictions here as .npy.")] = None,
-    public_key: Annotated[Optional[Path], typer.Option("--public-key", help="Ed25519 public key (PEM): require manifest.sig and verify it.")] = None,
+    public_key: Annotated[
+        Optional[Path],
+        typer.Option("--public-key", envvar="FEDLORA_PUBLIC_KEY", help="Ed25519 public key (PEM, `fedlora keys generate`): require manifest.sig and verify it."),
+    ] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Examples per runtime call.")] = 64,
+    unverified: Annotated[
+        bool, typer.Option("--unverified", help=f"Accept a bundle whose signature is not verified (no --public-key): exit 0, not {UNVERIFIED_EXIT}.")
+    ] = False,
 ) -> None:
     """Run a device bundle on its client's test data (or a .npy of inputs); report the metric and agreement with torch."""
     from fedlora.device_runtime.evaluation import agreement, metrics, predict_logits
@@ -140,6 +148,15 @@ def run(
     if torch_predictions is None:
         console.print("agreement with torch: n/a (the bundle's torch answers cover its stored test inputs only)")
     console.print(memory_table(model.flash_bytes(), model.peak_activation_bytes(1)))
+    if loaded.signature != "verified":
+        # Nothing proves who made this bundle: say so where it cannot be missed.
+        err_console.print(
+            f"[bold red]signature not verified[/] ({loaded.signature}): nothing proves who made {bundle}; give the exporter's "
+            "public key with --public-key or FEDLORA_PUBLIC_KEY" + ("" if unverified else f" (--unverified accepts it; exit {UNVERIFIED_EXIT})"),
+            soft_wrap=True,
+        )
+        if not unverified:
+            raise typer.Exit(UNVERIFIED_EXIT)
 
 
 def _same(a: np.ndarray, b: np.ndarray) -> bool:

@@ -45,13 +45,12 @@ def run_main(*args: str, block: tuple[str, ...] = ()) -> subprocess.CompletedPro
 
 @pytest.fixture(scope="module")
 def keys(tmp_path_factory):
-    from fedlora.device_runtime.signing import generate_key_pair
-
-    private, public = generate_key_pair()
-    folder = tmp_path_factory.mktemp("keys")
-    (folder / "key.pem").write_bytes(private)
-    (folder / "key.pub").write_bytes(public)
-    return folder / "key.pem", folder / "key.pub"
+    """A key pair from `fedlora keys generate`, as a user makes one."""
+    folder = tmp_path_factory.mktemp("keys") / "signing"
+    result = invoke("keys", "generate", "--out", folder)
+    assert result.exit_code == 0, result.output
+    assert (folder / "export.key").stat().st_mode & 0o777 == 0o600
+    return folder / "export.key", folder / "export.pub"
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +82,7 @@ def test_run_on_a_npy_slice_of_the_test_data(exported, tmp_path):
     np.save(tmp_path / "x.npy", reference.inputs[3:9].astype(np.int64))
     np.save(tmp_path / "y.npy", reference.targets[3:9])
     result = invoke("run", exported, "--inputs", tmp_path / "x.npy", "--targets", tmp_path / "y.npy",
-                    "--predictions", tmp_path / "p.npy")
+                    "--predictions", tmp_path / "p.npy", "--unverified")
     assert result.exit_code == 0, result.output
     assert "top-1 agreement with torch" in result.output and "n/a" not in result.output
     assert np.load(tmp_path / "p.npy").shape == (6, 64)
@@ -91,7 +90,7 @@ def test_run_on_a_npy_slice_of_the_test_data(exported, tmp_path):
 
 def test_run_on_new_inputs_has_no_torch_answer(exported, tmp_path):
     np.save(tmp_path / "x.npy", np.full((2, 10), 5, dtype=np.int32))
-    result = invoke("run", exported, "--inputs", tmp_path / "x.npy")
+    result = invoke("run", exported, "--inputs", tmp_path / "x.npy", "--unverified")
     assert result.exit_code == 0, result.output
     assert "agreement with torch: n/a" in result.output
 
@@ -99,10 +98,21 @@ def test_run_on_new_inputs_has_no_torch_answer(exported, tmp_path):
 def test_run_works_with_numpy_alone(exported, tmp_path):
     """The base install: no torch, flwr, safetensors or flatbuffers."""
     np.save(tmp_path / "x.npy", np.arange(40, dtype=np.int64).reshape(2, 20) % 97)
-    done = run_main("run", exported, "--inputs", tmp_path / "x.npy",
+    done = run_main("run", exported, "--inputs", tmp_path / "x.npy", "--unverified",
                     block=("torch", "flwr", "ray", "safetensors", "flatbuffers", "sklearn"))
     assert done.returncode == 0, done.stderr
     assert "2 examples" in done.stdout
+
+
+def test_a_bundle_run_without_a_verified_signature_exits_4_and_says_so(exported, keys, monkeypatch):
+    done = run_main("run", exported)
+    assert done.returncode == 4, done.stdout + done.stderr
+    assert "signature not verified (unchecked)" in " ".join(done.stderr.split()) and "--public-key" in done.stderr
+    accepted = run_main("run", exported, "--unverified")
+    assert accepted.returncode == 0 and "signature not verified" in " ".join(accepted.stderr.split())
+    monkeypatch.setenv("FEDLORA_PUBLIC_KEY", str(keys[1]))  # a key configured once on the device
+    verified = run_main("run", exported)
+    assert verified.returncode == 0 and "signature verified" in verified.stdout and "not verified" not in verified.stderr
 
 
 # -- refusals, through main(): exit status 2, one message ------------------------------------
@@ -187,7 +197,7 @@ def test_run_without_stored_test_data_rebuilds_the_clients_split(digits_run, tmp
     """--no-reference: `fedlora run` loads the task (torch) for the client's test split."""
     result = invoke("export", "--run", digits_run, "--partition", 2, "--out", tmp_path, "--no-reference")
     assert result.exit_code == 0, result.output
-    result = invoke("run", tmp_path / "bundle")
+    result = invoke("run", tmp_path / "bundle", "--unverified")
     assert result.exit_code == 0, result.output
     assert "client digits:2 test split" in result.output and "accuracy (primary)" in result.output
     assert "agreement with torch: n/a" in result.output
