@@ -9,7 +9,7 @@ from fedlora import __version__
 from fedlora.cli.app import app, main
 
 runner = CliRunner()
-COMMANDS = ["pretrain", "compress", "simulate", "info", "bench compress", "bench federation"]
+COMMANDS = ["pretrain", "compress", "simulate", "info", "bench compress", "bench federation", "keys generate", "run"]
 
 
 def invoke(monkeypatch, capsys, *args: str) -> tuple[int, str]:
