@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from safetensors.numpy import save_file
 from flwr.app import ArrayRecord, Message, MessageType
 from flwr.common import log
 from flwr.serverapp import Grid
@@ -32,7 +31,7 @@ from fedlora.pretrain import PretrainConfig, pretrained_model
 from fedlora.rank import RankRule
 from fedlora.records import message_bytes
 from fedlora.run_layout import InvocationLayout
-from fedlora.server.global_state import GlobalState, LinearGlobal, ProductGlobal
+from fedlora.server.global_state import GlobalState, LinearGlobal, ProductGlobal, save_global
 from fedlora.server.participation import Participation
 from fedlora.server.prompt_grid import PromptGrid
 from fedlora.server.results import RunRecorder
@@ -216,13 +215,13 @@ def run_federation(grid: Grid, settings: FederationSettings, on_record: Callable
         # The state lives in the strategy (each node gets its own rank's tensors), not in
         # Flower's arrays: Flower's loop is given none.
         strategy.start(grid=grid, initial_arrays=ArrayRecord(), num_rounds=settings.rounds, timeout=settings.round_timeout)
-    except FedloraError as error:  # the run fails, but says who was lost and why
+    except Exception as error:  # the run fails, but says who was lost and why, and keeps its rounds and state
         summary = summarize(settings, task, base, recorder, participation, time.perf_counter() - started)
-        recorder.write_summary({**summary, "status": "failed", "error": str(error)})
+        recorder.write_summary({**summary, "status": "failed", "error": str(error) if isinstance(error, FedloraError) else repr(error)})
         raise
     summary = summarize(settings, task, base, recorder, participation, time.perf_counter() - started)
     # the strategy's state: a refused round (server/global_state.apply_if_finite) puts back a copy
-    save_file({k: np.ascontiguousarray(v) for k, v in strategy.state.tensors.items()}, layout.global_state)
+    save_global(strategy.state, layout.global_state)
     recorder.write_summary(summary)
     log(INFO, "run %s finished: %s", settings.name, summary["status"])
     return summary

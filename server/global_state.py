@@ -140,3 +140,17 @@ def apply_if_finite(state: GlobalState, results: list[ClientResult]) -> tuple[Gl
         return state, errors, None
     shown = ", ".join(broken[:3]) + (" …" if len(broken) > 3 else "")
     return before, None, f"the aggregate is not finite in {shown}: the round is refused, the global state kept"
+
+
+def save_global(state: GlobalState, path) -> None:
+    """The global state as safetensors, written atomically (a temporary file, then a rename):
+    saved after every round, so a run that fails later keeps what it trained."""
+    import os
+
+    from safetensors.numpy import save
+
+    data = save({key: np.ascontiguousarray(value) for key, value in state.tensors.items()})
+    staging = f"{path}.partial"
+    with open(staging, "wb") as file:
+        file.write(data)
+    os.replace(staging, path)

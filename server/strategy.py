@@ -40,7 +40,7 @@ from fedlora import protocol
 from fedlora.links import airtime
 from fedlora.participant import task_of
 from fedlora.records import message_bytes, to_record
-from fedlora.server.global_state import ClientResult, GlobalState, apply_if_finite
+from fedlora.server.global_state import ClientResult, GlobalState, apply_if_finite, save_global
 from fedlora.server.influence import InfluenceBounds
 from fedlora.server.participation import Participation
 from fedlora.server.results import RunRecorder, spread
@@ -263,6 +263,8 @@ class AdapterFederation(Strategy):
             self.state, errors, refused = apply_if_finite(self.state, results)
         if refused is not None:
             log(WARNING, "round %s: %s", server_round, refused)
+        elif results:
+            save_global(self.state, self.recorder.layout.global_state)  # what this round trained survives a later failure
         entry = self._entry(dispatch, server_round, "train", replies, accepted, rejected)
         entry["bounded"] = bounded
         entry["refused"] = refused

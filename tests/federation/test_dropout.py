@@ -5,6 +5,7 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from fedlora.client.dropout import drops_out
@@ -71,3 +72,24 @@ def test_under_the_default_policy_a_dropout_fails_the_run_and_names_it(small_set
     settings = small_settings.replace(clients=CLIENTS, rounds=2, fraction=1.0, dropout=DROPOUT, out=str(tmp_path))
     with pytest.raises(FedloraError, match="simulated dropout"):
         simulate(settings, cpus=2)
+
+
+@pytest.mark.e2e
+def test_a_failure_in_the_final_evaluation_keeps_the_trained_global_state(small_settings, small_base, tmp_path):
+    from safetensors.numpy import load_file
+
+    from fedlora import protocol
+
+    def fails_to_evaluate(message, context, call_next):
+        if message.metadata.message_type == "evaluate" and context.node_config["partition-id"] == 0:
+            raise FedloraError(protocol.failure_reason(0, RuntimeError("power cut")))
+        return call_next(message, context)
+
+    settings = small_settings.replace(rounds=2, fraction=1.0, out=str(tmp_path))
+    with pytest.raises(FedloraError, match="power cut"):
+        simulate(settings, cpus=2, client_mods=[fails_to_evaluate])
+    run = Path(tmp_path) / settings.name
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "failed" and [r["kind"] for r in map(json.loads, (run / "rounds.jsonl").read_text().splitlines())][-1] == "final"
+    state = load_file(run / "global.safetensors")  # saved after round 2, before the evaluation failed
+    assert state and all(np.isfinite(value).all() for value in state.values())
