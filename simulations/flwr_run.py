@@ -24,6 +24,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -65,6 +66,10 @@ def _flwr(env: dict[str, str], *args: str, cwd: Path) -> dict:
         raise SystemExit(f"error: `flwr {' '.join(args)}` failed:\n{done.stdout}{done.stderr}") from None
 
 
+def _terminated(signum: int, frame) -> None:
+    raise SystemExit(128 + signum)
+
+
 def _fedlora_outcome(env: dict[str, str], run_id: str, superlink: str | None, app: Path) -> tuple[str | None, list[str]]:
     """fedlora's status of the run (completed, degraded) and its lost clients, from the
     ServerApp's log as the SuperLink keeps it; None when the last line never arrives."""
@@ -92,6 +97,8 @@ def run(app: Path, nodes: int, run_config: list[str], superlink: str | None, tim
     print(f"submitted run {run_id}; waiting for it to finish (logs: flwr log {run_id})", flush=True)
     deadline = time.monotonic() + timeout
     status, details = "", ""
+    # A driver stopped with SIGTERM (a CI timeout, systemd) still stops what it started.
+    previous = signal.signal(signal.SIGTERM, _terminated)
     try:
         while time.monotonic() < deadline:
             listing = _flwr(env, "ls", "--run-id", run_id, *([superlink] if superlink else []), cwd=app)
@@ -103,6 +110,7 @@ def run(app: Path, nodes: int, run_config: list[str], superlink: str | None, tim
         if status == SUCCESS:
             outcome, lost = _fedlora_outcome(env, run_id, superlink, app)
     finally:
+        signal.signal(signal.SIGTERM, previous)
         if started_local:
             database = Path(env["FLWR_HOME"]) / "local-superlink" / "state.db"
             subprocess.run(["pkill", "-f", f"flower-superlink.*{database}"], check=False)

@@ -30,3 +30,29 @@ def test_a_failed_run_is_reported_as_a_failure(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("FLWR_HOME", str(tmp_path / "flwr-home"))
     assert main(quick(tmp_path, "-c", "method='bogus'")) == 1
     assert "unknown method 'bogus'" in capsys.readouterr().err
+
+
+def test_a_driver_stopped_with_sigterm_stops_the_superlink_it_started(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    home = tmp_path / "flwr-home"
+    env = dict(os.environ, FLWR_HOME=str(home))
+    argv = [sys.executable, "-m", "fedlora.simulations.flwr_run", *quick(tmp_path, "-c", "rounds=20")]
+    driver = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    try:
+        assert "submitted run" in driver.stdout.readline()
+        driver.send_signal(signal.SIGTERM)
+        assert driver.wait(timeout=60) == 128 + signal.SIGTERM
+    finally:
+        driver.kill()
+    database = str(home / "local-superlink" / "state.db")
+    for _ in range(50):  # the SuperLink takes a moment to exit after its signal
+        alive = subprocess.run(["pgrep", "-f", f"flower-superlink.*{database}"], capture_output=True, text=True).stdout.split()
+        if not alive:
+            break
+        time.sleep(0.2)
+    assert not alive, "the local SuperLink outlived the driver that started it"
