@@ -134,7 +134,8 @@ def apply_if_finite(state: GlobalState, results: list[ClientResult]) -> tuple[Gl
     if not results:
         return state, None, None
     before = copy.deepcopy(state)
-    errors = state.apply(results)
+    with np.errstate(over="ignore", invalid="ignore"):  # an overflow is what the check below looks for
+        errors = state.apply(results)
     broken = sorted(key for key, value in state.tensors.items() if not np.isfinite(value).all())
     if not broken:
         return state, errors, None
