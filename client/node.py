@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import io
 import os
 import sys
@@ -56,8 +57,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         _fail(str(error))
     from flwr.supercore import log
 
-    argv = list(sys.argv[1:] if argv is None else argv)
-    runtime = _runtime_api(argv)
+    runtime, argv = _runtime_api(list(sys.argv[1:] if argv is None else argv))
     # torch._dynamo stays out of this process (client/light_torch.py): about 75 MiB
     from fedlora.client.light_torch import skip_dynamo_import
 
@@ -94,9 +94,10 @@ class RuntimeApi:
         )
 
 
-def _runtime_api(argv: list[str]) -> RuntimeApi:
-    """Parse the SuperNode's arguments as ``flower-supernode`` does; add ``--isolation
-    process`` (the only mode this node runs in) and check the node config early."""
+def _runtime_api(argv: list[str]) -> tuple[RuntimeApi, list[str]]:
+    """Parse the SuperNode's arguments as ``flower-supernode`` does and check the node
+    config early; returns the Runtime API and the arguments with ``--isolation process``
+    (the only mode this node runs in)."""
     from pathlib import Path
 
     from flwr.common.config import parse_config_args
@@ -107,7 +108,7 @@ def _runtime_api(argv: list[str]) -> RuntimeApi:
     if "--isolation" in argv and args.isolation != "process":
         _fail(f"fedlora-node runs the ClientApp itself (--isolation process); drop --isolation {args.isolation}")
     if "--isolation" not in argv:
-        argv += ["--isolation", "process"]
+        argv = [*argv, "--isolation", "process"]
     node_config = parse_config_args([args.node_config] if args.node_config else None)
     partition = node_config.get("partition-id")
     if not isinstance(partition, int) or isinstance(partition, bool) or partition < 0:
@@ -119,7 +120,7 @@ def _runtime_api(argv: list[str]) -> RuntimeApi:
     host = f"[{host}]" if ":" in host else host
     root = Path(args.ssl_ca_certfile).expanduser().read_bytes() if args.ssl_certfile else None
     secret = load_superexec_auth_secret(secret_file=args.superexec_auth_secret_file) if args.superexec_auth_secret_file else None
-    return RuntimeApi(f"{host}:{args.port}", root, secret)
+    return RuntimeApi(f"{host}:{args.port}", root, secret), argv
 
 
 def _fail(message: str) -> None:
@@ -234,14 +235,19 @@ def _check_client_app(fab_content: bytes, fab_id: str) -> None:
         )
 
 
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    """glibc's ``malloc_trim``, looked up once (``find_library`` runs ``ldconfig``)."""
+    name = ctypes.util.find_library("c") if sys.platform.startswith("linux") else None
+    return getattr(ctypes.CDLL(name), "malloc_trim", None) if name else None
+
+
 def release_freed_memory() -> None:
     """Give the heap's free pages back to the OS between tasks (glibc's malloc_trim), so
     what a round allocated does not stay counted against the device while it idles."""
-    name = ctypes.util.find_library("c")
-    if name and sys.platform.startswith("linux"):
-        libc = ctypes.CDLL(name)
-        if hasattr(libc, "malloc_trim"):
-            libc.malloc_trim(0)
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
 
 
 if __name__ == "__main__":

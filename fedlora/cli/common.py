@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -39,34 +38,3 @@ def rank_rule(rank: int | None, energy: float | None, param_ratio: float | None)
     kind, value = given[0] if given else ("budget", 0.5)
     return RankRule(kind, value)
 
-
-def writable_folder(path: Path, option: str) -> Path:
-    """``path`` as a folder this process can write into, created if missing — checked
-    before any work starts, so that minutes of training never end on a bad path."""
-    path = Path(path).expanduser()
-    if path.exists() and not path.is_dir():
-        raise FedloraError(f"{option} {path} is a file; give a folder (it is created if missing)")
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise FedloraError(f"{option} {path} cannot be created ({error.strerror}); give a folder you can write to") from None
-    if not os.access(path, os.W_OK | os.X_OK):
-        raise FedloraError(f"{option} {path} is not writable; give a folder you can write to")
-    return path
-
-
-def existing_folder(path: Path, option: str) -> Path:
-    """``path``, which must be an existing folder."""
-    path = Path(path).expanduser()
-    if not path.is_dir():
-        raise FedloraError(f"{option} {path} is not a folder" + (" (it is a file)" if path.exists() else " (it does not exist)"))
-    return path
-
-
-def writable_file(path: Path, option: str) -> Path:
-    """``path`` as a file this process can write: its folder is created if missing."""
-    path = Path(path).expanduser()
-    if path.is_dir():
-        raise FedloraError(f"{option} {path} is a folder; give a file name")
-    writable_folder(path.parent, option)
-    return path

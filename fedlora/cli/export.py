@@ -32,7 +32,8 @@ def export(
     seed: options.Seed = 0,
 ) -> None:
     """Merge a client's adapters into the base, quantize with calibration, and write the device formats."""
-    from fedlora.cli.common import existing_folder, require_training, writable_folder
+    from fedlora.cli.common import require_training
+    from fedlora.paths import existing_folder, writable_folder
 
     # --base-only with a client: the base, calibrated and scored on that client's data.
     choices = sum(x is not None for x in (client, partition))

@@ -64,7 +64,8 @@ def simulate(
     Exits 0 when every run completed with all its clients, 3 when a run went on without
     clients it lost (allowed by --min-clients below 1; the summary lists them), 2 on errors.
     """
-    from fedlora.cli.common import require_training, writable_folder
+    from fedlora.cli.common import require_training
+    from fedlora.paths import writable_folder
 
     _check_no_shadowing_package()
     writable_folder(Path(settings.out), "--out")

@@ -14,6 +14,7 @@ import tempfile
 from pathlib import Path
 
 from fedlora.errors import FedloraError
+from fedlora.paths import writable_folder
 
 PRIVATE = 0o600  # keys: owner only
 PUBLIC = 0o644  # certificates and public keys
@@ -22,20 +23,12 @@ PUBLIC = 0o644  # certificates and public keys
 def prepare_output_dir(path: Path, force: bool) -> Path:
     """Create ``path`` (mode 0700) or accept it if empty, or if ``force``; return it absolute."""
     folder = Path(path).expanduser().absolute()
-    if folder.exists() and not folder.is_dir():
-        raise FedloraError(f"--out {folder} is a file; give a folder")
     if folder.is_dir() and any(folder.iterdir()) and not force:
         raise FedloraError(
             f"--out {folder} is not empty; choose a new folder, or pass --force to overwrite "
             "the files this command writes there (devices provisioned from them stop working)"
         )
-    try:
-        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-    except OSError as exc:
-        raise FedloraError(f"cannot create --out {folder}: {exc.strerror}; choose a folder you can write to") from exc
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise FedloraError(f"--out {folder} is not writable by this user; choose a folder you can write to")
-    return folder
+    return writable_folder(folder, "--out", mode=0o700)
 
 
 def write_file(path: Path, data: bytes, mode: int) -> Path:
